@@ -1,0 +1,11 @@
+//! The pure domain core: licenses, host ids, dates, half-open intervals, the per-license
+//! capacity index, the borrow checks of SPEC §2 in order, and the signed license document.
+//! No async, no I/O, no clock reads: time and ids come in as data.
+
+pub mod capacity;
+pub mod check;
+pub mod document;
+pub mod host_id;
+pub mod license;
+pub mod pool;
+pub mod time;

@@ -1,0 +1,81 @@
+//! Server configuration: flags, each also settable through a `LICENSED_*` environment
+//! variable, with defaults for a one-node trial.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::borrow::pool::parse_duration;
+
+/// Default client port (the Borrow API's).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:22022";
+/// Default node-to-node Raft port.
+pub const DEFAULT_RAFT_LISTEN: &str = "127.0.0.1:22023";
+/// Largest request body accepted on `/licenses`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// `licensed` — the license server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "licensed", version, about = "High-availability license server (MVTec Borrow API, JSON-RPC 2.0)")]
+pub struct Config {
+    /// Address for clients (`POST /licenses`, `/metrics`, `/healthz`, `/readyz`, `/public-key`).
+    /// Port 0 picks a free port; the chosen address is printed on stdout.
+    #[arg(long, env = "LICENSED_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Address for node-to-node Raft traffic.
+    #[arg(long, env = "LICENSED_RAFT_LISTEN", default_value = DEFAULT_RAFT_LISTEN)]
+    pub raft_listen: SocketAddr,
+
+    /// Where the Raft log, vote and snapshots live. Keep it on a local disk.
+    #[arg(long, env = "LICENSED_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// License pool (JSON) loaded when this node creates a new cluster; ignored once the
+    /// cluster has a ledger.
+    #[arg(long, env = "LICENSED_POOL")]
+    pub pool: Option<PathBuf>,
+
+    /// This node's id in the cluster.
+    #[arg(long, env = "LICENSED_NODE_ID", default_value_t = 1)]
+    pub node_id: u64,
+
+    /// PKCS#8 PEM file with the Ed25519 key that signs borrowed licenses. Without it a new
+    /// cluster generates one; either way it is replicated to every node.
+    #[arg(long, env = "LICENSED_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+
+    /// How long expired borrows stay retrievable by `GetBorrowedLicenseV1` (e.g. 30d, 12h).
+    #[arg(long, env = "LICENSED_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: i64,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "LICENSED_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// How long a request may wait for the cluster (leader election, replication) before
+    /// it is answered with an error instead.
+    #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 5_000)]
+    pub request_timeout_ms: u64,
+
+    /// Raft heartbeat interval.
+    #[arg(long, env = "LICENSED_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+
+    /// Raft election timeout, lower bound. Well above fsync stalls (~100 ms under load).
+    #[arg(long, env = "LICENSED_ELECTION_MIN_MS", default_value_t = 600)]
+    pub election_min_ms: u64,
+
+    /// Raft election timeout, upper bound.
+    #[arg(long, env = "LICENSED_ELECTION_MAX_MS", default_value_t = 1_200)]
+    pub election_max_ms: u64,
+
+    /// Build a snapshot (and compact the log) every this many applied entries.
+    #[arg(long, env = "LICENSED_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub snapshot_every: u64,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LICENSED_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}

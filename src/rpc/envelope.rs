@@ -1,0 +1,107 @@
+//! The JSON-RPC 2.0 envelope: single requests, batches and notifications.
+
+use serde_json::{json, Map, Value};
+
+use crate::app::App;
+
+use super::error::{RpcError, INVALID_REQUEST, PARSE_ERROR};
+use super::methods;
+
+/// Most requests one batch may carry; a larger batch is one `-32600` error.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Answers a request body. `None` means "no body" (only notifications were sent).
+pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => {
+            let reason = if std::str::from_utf8(body).is_err() {
+                "the body is not valid UTF-8".to_string()
+            } else {
+                format!("the body is not valid JSON: {e}")
+            };
+            return Some(error_response(Value::Null, &RpcError::new(PARSE_ERROR, reason)));
+        }
+    };
+    match parsed {
+        Value::Array(items) if items.is_empty() => Some(error_response(
+            Value::Null,
+            &RpcError::new(INVALID_REQUEST, "empty batch: send at least one request"),
+        )),
+        Value::Array(items) if items.len() > MAX_BATCH => Some(error_response(
+            Value::Null,
+            &RpcError::new(
+                INVALID_REQUEST,
+                format!("batch of {} requests; at most {MAX_BATCH} per batch", items.len()),
+            ),
+        )),
+        Value::Array(items) => {
+            // In order, one after another: borrows in one batch apply in the order sent.
+            let mut responses = Vec::with_capacity(items.len());
+            for item in &items {
+                if let Some(response) = handle_one(app, item).await {
+                    responses.push(response);
+                }
+            }
+            (!responses.is_empty()).then_some(Value::Array(responses))
+        }
+        single => handle_one(app, &single).await,
+    }
+}
+
+/// Answers one request object; `None` for a notification.
+async fn handle_one(app: &App, request: &Value) -> Option<Value> {
+    let object = match request {
+        Value::Object(object) => object,
+        _ => {
+            return Some(error_response(
+                Value::Null,
+                &RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
+            ))
+        }
+    };
+    let (id, method) = match validate(object) {
+        Ok(parts) => parts,
+        Err((id, error)) => return Some(error_response(id, &error)),
+    };
+    let outcome = methods::call(app, method, object.get("params")).await;
+    // A notification (no `id` member) is carried out but gets no answer.
+    let id = id?;
+    Some(match outcome {
+        Ok(result) => json!({ "jsonrpc": "2.0", "result": result, "id": id }),
+        Err(error) => error_response(id, &error),
+    })
+}
+
+type Invalid = (Value, RpcError);
+
+/// Checks the envelope and returns the id (`None` for a notification) and method.
+fn validate(object: &Map<String, Value>) -> Result<(Option<Value>, &str), Invalid> {
+    let id = match object.get("id") {
+        None => None,
+        Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(_) => {
+            return Err((
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "id must be a string, a number or null"),
+            ))
+        }
+    };
+    let answer_id = id.clone().unwrap_or(Value::Null);
+    let invalid = |reason: &str| Err((answer_id.clone(), RpcError::new(INVALID_REQUEST, reason)));
+    match object.get("jsonrpc") {
+        Some(Value::String(version)) if version == "2.0" => {}
+        _ => return invalid("jsonrpc must be \"2.0\""),
+    }
+    let method = match object.get("method") {
+        Some(Value::String(method)) => method.as_str(),
+        Some(_) => return invalid("method must be a string"),
+        None => return invalid("missing method"),
+    };
+    Ok((id, method))
+}
+
+/// A response carrying an error.
+pub fn error_response(id: Value, error: &RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
+}

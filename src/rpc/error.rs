@@ -1,0 +1,96 @@
+//! JSON-RPC error objects, and the one place where domain and cluster failures become
+//! wire codes.
+
+use serde_json::{json, Value};
+
+use crate::app::AppError;
+use crate::borrow::check::BorrowError;
+
+/// `-32700`: the body is not JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// `-32600`: JSON, but not a request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// `-32601`: no such method.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// `-32602`: missing or wrongly typed parameter.
+pub const INVALID_PARAMS: i64 = -32602;
+/// `-32603`: the server cannot answer (no quorum, timeout, bug).
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// A JSON-RPC error: the seed's code and message, plus a reason for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    /// Error code (standard or the seed's 32–36).
+    pub code: i64,
+    /// Why, in words: which field, what was wrong.
+    pub reason: Option<String>,
+}
+
+impl RpcError {
+    /// An error with a reason.
+    pub fn new(code: i64, reason: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// `-32602` with the reason.
+    pub fn invalid_params(reason: impl Into<String>) -> RpcError {
+        RpcError::new(INVALID_PARAMS, reason)
+    }
+
+    /// The seed's exact message text for the code.
+    pub fn message(&self) -> &'static str {
+        message_for(self.code)
+    }
+
+    /// The `error` member of a response.
+    pub fn to_json(&self) -> Value {
+        match &self.reason {
+            Some(reason) => json!({
+                "code": self.code,
+                "message": self.message(),
+                "data": { "reason": reason },
+            }),
+            None => json!({ "code": self.code, "message": self.message() }),
+        }
+    }
+}
+
+/// The message text the seed gives for each code.
+pub fn message_for(code: i64) -> &'static str {
+    match code {
+        PARSE_ERROR => "Parse error",
+        INVALID_REQUEST => "Invalid Request",
+        METHOD_NOT_FOUND => "Method not found",
+        INVALID_PARAMS => "Invalid params",
+        INTERNAL_ERROR => "Internal error",
+        32 => "License not available for borrowing in the requested time interval",
+        33 => "Borrowing after license expiration not allowed",
+        34 => "No matching license found",
+        35 => "Invalid borrow interval",
+        36 => "Invalid host id",
+        _ => "Server error",
+    }
+}
+
+impl From<BorrowError> for RpcError {
+    fn from(error: BorrowError) -> RpcError {
+        RpcError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<AppError> for RpcError {
+    fn from(error: AppError) -> RpcError {
+        match error {
+            AppError::Borrow(refusal) => refusal.into(),
+            AppError::BorrowNotFound(_) => RpcError::new(34, error.to_string()),
+            AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),
+            AppError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                RpcError::new(INTERNAL_ERROR, reason)
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The method table: decode params, call the application, encode the result.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::borrow::check::BorrowRequest;
+use crate::borrow::host_id::HostId;
+use crate::borrow::license::LicenseKey;
+use crate::borrow::time::{parse_instant, DateRole};
+
+use super::error::{RpcError, METHOD_NOT_FOUND};
+use super::params::{Params, MAX_USER_INFO_CHARS};
+use super::wire::{BorrowedLicense, LicenseInfo};
+
+/// Longest feature or uuid accepted; no license has a longer one.
+const MAX_KEY_CHARS: usize = 128;
+
+/// Every method this endpoint answers.
+pub const METHODS: [&str; 3] = ["ListLicensesV1", "BorrowLicenseV1", "GetBorrowedLicenseV1"];
+
+/// Runs one method call.
+#[tracing::instrument(level = "debug", skip(app, params))]
+pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Value, RpcError> {
+    match method {
+        "ListLicensesV1" => list_licenses(app, Params::new(method, params)?).await,
+        "BorrowLicenseV1" => borrow_license(app, Params::new(method, params)?).await,
+        "GetBorrowedLicenseV1" => get_borrowed_license(app, Params::new(method, params)?).await,
+        _ => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!(
+                "no method {:?}; this endpoint offers {}",
+                crate::borrow::host_id::truncate_for_message(method),
+                METHODS.join(", ")
+            ),
+        )),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
+    serde_json::to_value(value).map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
+}
+
+async fn list_licenses(app: &App, _params: Params<'_>) -> Result<Value, RpcError> {
+    let listings = app.licenses().await?;
+    to_json(listings.into_iter().map(LicenseInfo::from).collect::<Vec<_>>())
+}
+
+async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+    let text = params.required_str("borrowId")?;
+    // A well-formed string that is no UUID cannot name a borrow: "no matching license" (34),
+    // the same answer as an unknown UUID.
+    let Ok(borrow_id) = Uuid::parse_str(text) else {
+        return Err(RpcError::new(
+            34,
+            format!(
+                "no borrow with borrowId {:?} (borrow ids are UUIDs)",
+                crate::borrow::host_id::truncate_for_message(text)
+            ),
+        ));
+    };
+    let issued = app.borrowed_license(borrow_id).await?;
+    to_json(BorrowedLicense::from(issued))
+}
+
+async fn borrow_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+    let request = decode_borrow(&params)?;
+    let issued = app.borrow(request).await?;
+    to_json(BorrowedLicense::from(issued))
+}
+
+/// SPEC §2 checks 1 to 3 (the part that needs no ledger), in order.
+pub fn decode_borrow(params: &Params<'_>) -> Result<BorrowRequest, RpcError> {
+    // 1. presence and types
+    let feature = params.required_str("feature")?;
+    let uuid = params.required_str("uuid")?;
+    let host_id = params.required_str("hostId")?;
+    let valid_from = params.optional_str("validFrom")?;
+    let valid_until = params.required_nullable_str("validUntil")?;
+    let user_info = params.optional_str("userInfo")?;
+    for (name, value) in [("feature", feature), ("uuid", uuid)] {
+        if value.len() > MAX_KEY_CHARS {
+            return Err(RpcError::invalid_params(format!(
+                "{name} is longer than {MAX_KEY_CHARS} characters"
+            )));
+        }
+    }
+    if let Some(info) = user_info {
+        if info.chars().count() > MAX_USER_INFO_CHARS {
+            return Err(RpcError::invalid_params(format!(
+                "userInfo is longer than {MAX_USER_INFO_CHARS} characters"
+            )));
+        }
+    }
+    // 2. host id
+    let host_id = HostId::parse(host_id).map_err(|e| RpcError::new(36, e.to_string()))?;
+    // 3. dates parse (the rest of check 3 needs the license and the time: apply does it)
+    let date = |text: &str, role, field| {
+        parse_instant(text, role, field).map_err(|e| RpcError::new(35, e.to_string()))
+    };
+    let valid_from = valid_from
+        .map(|text| date(text, DateRole::Start, "validFrom"))
+        .transpose()?;
+    let valid_until = valid_until
+        .map(|text| date(text, DateRole::End, "validUntil"))
+        .transpose()?;
+    Ok(BorrowRequest {
+        key: LicenseKey {
+            feature: feature.to_string(),
+            uuid: uuid.to_string(),
+        },
+        host_id,
+        valid_from,
+        valid_until,
+        user_info: user_info.map(str::to_string),
+    })
+}

@@ -1,0 +1,8 @@
+//! JSON-RPC 2.0 on `POST /licenses`: envelope, method table, params, wire objects, and the
+//! mapping of failures to wire codes (in `error`, and only there).
+
+pub mod envelope;
+pub mod error;
+pub mod methods;
+pub mod params;
+pub mod wire;

@@ -1,0 +1,73 @@
+//! What goes into the Raft log, and what applying it answers.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::borrow::check::{BorrowError, BorrowRequest};
+use crate::borrow::license::License;
+use crate::borrow::time::Instant;
+
+use super::ledger::BorrowRecord;
+
+/// A log payload. Everything apply needs is in here — the time as the leader saw it and the
+/// new borrow's id — so that every replica computes the same outcome from the same entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets up a new cluster's ledger once: the license pool, its limits and the key that
+    /// signs borrowed licenses. Ignored when the ledger is already set up.
+    Bootstrap(Box<Bootstrap>),
+    /// Borrow a license.
+    Borrow {
+        /// Leader-stamped wall clock; apply never lets the ledger's clock go backwards.
+        now: Instant,
+        /// Chosen by the proposer so the id is known before the entry commits.
+        borrow_id: Uuid,
+        /// The decoded request.
+        request: BorrowRequest,
+    },
+}
+
+/// The contents of [`Command::Bootstrap`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// The license pool.
+    pub licenses: Vec<License>,
+    /// Pool-wide maximum borrow length.
+    pub max_borrow_secs: i64,
+    /// How long expired or returned borrows stay retrievable.
+    pub retention_secs: i64,
+    /// Ed25519 secret key that signs borrowed licenses, shared by every node through the log.
+    pub signing_key: [u8; 32],
+}
+
+/// The answer of applying one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Outcome {
+    /// Blank and membership entries answer nothing.
+    #[default]
+    Nothing,
+    /// `Bootstrap` applied (`true`) or ignored because the ledger was already set up.
+    Bootstrapped(bool),
+    /// The borrow decision.
+    Borrow(Result<BorrowRecord, BorrowError>),
+}
+
+/// One line for Raft's logs: what the entry does, without secrets or client text.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Bootstrap(bootstrap) => {
+                write!(f, "bootstrap({} licenses)", bootstrap.licenses.len())
+            }
+            Command::Borrow {
+                now,
+                borrow_id,
+                request,
+            } => write!(
+                f,
+                "borrow({}/{} {} at {now} id {borrow_id})",
+                request.key.feature, request.key.uuid, request.host_id
+            ),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The replicated state machine: log payloads and their deterministic apply. No I/O.
+
+pub mod command;
+pub mod ledger;
+
+pub use command::{Bootstrap, Command, Outcome};
+pub use ledger::{BorrowRecord, Ledger, LedgerSnapshot};
