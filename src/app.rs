@@ -4,15 +4,19 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use openraft::ReadPolicy;
+use tokio::time::Instant as Deadline;
 use uuid::Uuid;
 
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::document::{LicenseDocument, LicenseSigner, PublicKey};
 use crate::borrow::license::License;
 use crate::borrow::time::{self, format_instant};
+use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
 use crate::raft::node::Node;
-use crate::state::{BorrowRecord, Command, Outcome};
+use crate::state::{Bootstrap, BorrowRecord, Outcome};
+
+/// Pause between attempts while the cluster has no (reachable) leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// A borrowed license as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +59,18 @@ pub struct App {
     node: Node,
     request_timeout: Duration,
     signer: OnceLock<Arc<LicenseSigner>>,
+    peers: ClusterClient,
 }
 
 impl App {
     /// Wraps a started node. `request_timeout` bounds every wait on the cluster.
-    pub fn new(node: Node, request_timeout: Duration) -> App {
-        App {
+    pub fn new(node: Node, request_timeout: Duration) -> Result<App, AppError> {
+        Ok(App {
             node,
             request_timeout,
             signer: OnceLock::new(),
-        }
+            peers: ClusterClient::new().map_err(|e| AppError::Internal(e.to_string()))?,
+        })
     }
 
     /// The node underneath, for status and metrics.
@@ -75,22 +81,69 @@ impl App {
     /// Borrows a license: proposes the borrow to the log and waits for its apply.
     #[tracing::instrument(level = "debug", skip_all, fields(feature = %request.key.feature, uuid = %request.key.uuid))]
     pub async fn borrow(&self, request: BorrowRequest) -> Result<IssuedLicense, AppError> {
-        let command = Command::Borrow {
-            now: time::now(),
+        let proposal = Proposal::Borrow {
             borrow_id: Uuid::new_v4(),
             request,
         };
-        let write = self.node.raft.client_write(command);
-        let response = tokio::time::timeout(self.request_timeout, write)
-            .await
-            .map_err(|_| self.timeout_error("the borrow to commit"))?
-            .map_err(|e| AppError::Unavailable(format!("the borrow was not committed: {e}")))?;
-        match response.data {
+        match self.propose(proposal).await? {
             Outcome::Borrow(Ok(record)) => self.issue(&record),
             Outcome::Borrow(Err(refusal)) => Err(AppError::Borrow(refusal)),
             other => Err(AppError::Internal(format!(
                 "unexpected outcome of a borrow: {other:?}"
             ))),
+        }
+    }
+
+    /// Loads a pool into a cluster that has no ledger yet. Returns whether it did.
+    pub async fn bootstrap(&self, bootstrap: Bootstrap) -> Result<bool, AppError> {
+        match self.propose(Proposal::Bootstrap(Box::new(bootstrap))).await? {
+            Outcome::Bootstrapped(done) => Ok(done),
+            other => Err(AppError::Internal(format!(
+                "unexpected outcome of a bootstrap: {other:?}"
+            ))),
+        }
+    }
+
+    /// Gets a proposal applied: appended here when this node leads, forwarded to the
+    /// leader otherwise, retried while that is safe, all within the request timeout.
+    async fn propose(&self, proposal: Proposal) -> Result<Outcome, AppError> {
+        // A leader that lost its quorum keeps the entry pending: bound the whole wait.
+        tokio::time::timeout(self.request_timeout, self.propose_until(proposal))
+            .await
+            .map_err(|_| {
+                AppError::Unavailable(format!(
+                    "no quorum within {} ms: the write was not confirmed and may or may not be applied later",
+                    self.request_timeout.as_millis()
+                ))
+            })?
+    }
+
+    async fn propose_until(&self, proposal: Proposal) -> Result<Outcome, AppError> {
+        let deadline = Deadline::now() + self.request_timeout;
+        let mut last_error;
+        loop {
+            let attempt = match cluster::propose_local(&self.node.raft, proposal.clone()).await {
+                Err(ClusterError::NotLeader {
+                    leader: Some((leader, addr)),
+                }) if leader != self.node.id => {
+                    let remaining = deadline.saturating_duration_since(Deadline::now());
+                    self.peers.forward(&addr, &proposal, remaining).await
+                }
+                other => other,
+            };
+            match attempt {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if e.is_retriable() => last_error = e.to_string(),
+                Err(e) => {
+                    return Err(AppError::Unavailable(format!(
+                        "the write may or may not have been applied: {e}"
+                    )))
+                }
+            }
+            if Deadline::now() + RETRY_PAUSE >= deadline {
+                return Err(self.timeout_error("the write to commit", &last_error));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
@@ -128,19 +181,53 @@ impl App {
     }
 
     /// Waits until this node's ledger reflects every write acknowledged anywhere before
-    /// the call (read-index through the leader).
+    /// the call: the leader confirms its leadership with a quorum (read index), then this
+    /// node waits until it has applied up to that index.
     async fn linearize(&self) -> Result<(), AppError> {
-        let read = self.node.raft.ensure_linearizable(ReadPolicy::ReadIndex);
-        tokio::time::timeout(self.request_timeout, read)
+        tokio::time::timeout(self.request_timeout, self.linearize_until())
             .await
-            .map_err(|_| self.timeout_error("a linearizable read"))?
-            .map_err(|e| AppError::Unavailable(format!("cannot read linearizably: {e}")))?;
-        Ok(())
+            .map_err(|_| self.timeout_error("a linearizable read", "timed out"))?
     }
 
-    fn timeout_error(&self, what: &str) -> AppError {
+    async fn linearize_until(&self) -> Result<(), AppError> {
+        let deadline = Deadline::now() + self.request_timeout;
+        let mut last_error;
+        loop {
+            let attempt = match cluster::read_index_local(&self.node.raft).await {
+                Err(ClusterError::NotLeader {
+                    leader: Some((leader, addr)),
+                }) if leader != self.node.id => {
+                    let remaining = deadline.saturating_duration_since(Deadline::now());
+                    self.peers.read_index(&addr, remaining).await
+                }
+                other => other,
+            };
+            match attempt {
+                Ok(index) => {
+                    let remaining = deadline.saturating_duration_since(Deadline::now());
+                    return self
+                        .node
+                        .raft
+                        .wait(Some(remaining))
+                        .applied_index_at_least(Some(index), "read index")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            self.timeout_error("this node to apply up to the read index", &e.to_string())
+                        });
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            if Deadline::now() + RETRY_PAUSE >= deadline {
+                return Err(self.timeout_error("a linearizable read", &last_error));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn timeout_error(&self, what: &str, last_error: &str) -> AppError {
         AppError::Unavailable(format!(
-            "timed out after {} ms waiting for {what}: no leader or no quorum",
+            "no answer within {} ms waiting for {what}: no leader or no quorum ({last_error})",
             self.request_timeout.as_millis()
         ))
     }

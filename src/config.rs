@@ -37,6 +37,26 @@ pub struct Config {
     #[arg(long, env = "LICENSED_POOL")]
     pub pool: Option<PathBuf>,
 
+    /// Voters of a new cluster: `1=host:port,2=host:port,3=host:port` (node ids and Raft
+    /// addresses, this node included). The lowest id creates the cluster once every peer
+    /// answers and none belongs to a cluster yet. Without `--peers` and `--join` a new
+    /// node creates a one-node cluster.
+    #[arg(long, env = "LICENSED_PEERS", conflicts_with = "join")]
+    pub peers: Option<String>,
+
+    /// Raft address of any member of a running cluster to join (as a learner first, a
+    /// voter once caught up).
+    #[arg(long, env = "LICENSED_JOIN")]
+    pub join: Option<String>,
+
+    /// Raft address other nodes use to reach this one (default: the bound `--raft-listen`).
+    #[arg(long, env = "LICENSED_ADVERTISE_RAFT")]
+    pub advertise_raft: Option<String>,
+
+    /// Client address other nodes report for this one (default: the bound `--listen`).
+    #[arg(long, env = "LICENSED_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
+
     /// This node's id in the cluster.
     #[arg(long, env = "LICENSED_NODE_ID", default_value_t = 1)]
     pub node_id: u64,

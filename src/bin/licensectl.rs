@@ -1,1 +1,557 @@
-fn main() {}
+//! `licensectl`: borrow, fetch and list licenses on a `licensed` cluster, and check a
+//! borrowed license offline, the way the machine that holds it would.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use licensed::borrow::document::{self, LicenseDocument, PublicKey};
+use licensed::borrow::time::{self, DateRole};
+use licensed::client::{
+    decode_result, BorrowParams, BorrowedLicense, LicenseInfo, PublicKeyInfo, RpcCallError,
+    RpcClient, DEFAULT_SERVER,
+};
+
+/// Exit status when the server refused or the license is not valid.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status for usage, I/O and connection errors: the question could not be asked.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "licensectl",
+    version,
+    about = "Borrow, list and verify licenses of a licensed cluster",
+    after_help = "Exit status: 0 success (license valid), 1 refused by the server or license \
+                  invalid, 2 usage, I/O or connection error."
+)]
+struct Cli {
+    /// Any node of the cluster; a URL ending in /licenses is accepted too.
+    #[arg(long, global = true, env = "LICENSED_URL", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Print raw JSON results (for scripts) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the licenses with their current and upcoming borrows (ListLicensesV1).
+    List,
+    /// Borrow a license for a host and a time interval (BorrowLicenseV1).
+    Borrow(BorrowArgs),
+    /// Fetch a borrowed license again by its borrow id (GetBorrowedLicenseV1).
+    Get {
+        /// The borrow id returned at borrow time.
+        borrow_id: String,
+        /// Write the license string to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a license string offline: signature, host id and validity window.
+    Verify(VerifyArgs),
+    /// Fetch the cluster's public key (prints it, or writes the PEM to --out).
+    PublicKey {
+        /// Write the PEM to this file, for `verify --public-key`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BorrowArgs {
+    /// License feature, e.g. MVTec_HDevelop.
+    #[arg(long)]
+    feature: String,
+    /// License uuid.
+    #[arg(long)]
+    uuid: String,
+    /// Host to bind the license to: MAC:XXXXXXXXXXXX or CM:3-XXXXXXXXXX.
+    #[arg(long)]
+    host_id: String,
+    /// Start of the borrow (ISO-8601 date or date-time); the server's clock by default.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the borrow (ISO-8601 date or date-time; a plain date means 23:59:59Z).
+    #[arg(long)]
+    until: String,
+    /// Free text stored with the borrow, e.g. the borrower's name.
+    #[arg(long)]
+    user_info: Option<String>,
+    /// Write the license string to this file instead of printing it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["license", "file"])))]
+struct VerifyArgs {
+    /// The license string.
+    #[arg(long)]
+    license: Option<String>,
+    /// A file holding the license string (`-` for standard input).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The pool's public key (PEM, or the raw key in base64). Without it the key is
+    /// fetched from --server, which is only as trustworthy as the connection to it.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// The host id of this machine; checked against the license when given.
+    #[arg(long)]
+    host_id: Option<String>,
+    /// Check at this time instead of now (ISO-8601).
+    #[arg(long)]
+    at: Option<String>,
+}
+
+/// Why a command ended early.
+#[derive(Debug)]
+enum Failure {
+    /// The server answered with a JSON-RPC error (exit 1).
+    Refused(String),
+    /// Anything that kept the question from being asked or answered (exit 2).
+    Error(anyhow::Error),
+}
+
+impl From<RpcCallError> for Failure {
+    fn from(error: RpcCallError) -> Failure {
+        match error {
+            RpcCallError::Rpc(object) => Failure::Refused(object.to_string()),
+            other => Failure::Error(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure::Error(error)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(Failure::Refused(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        Err(Failure::Error(error)) => {
+            eprintln!("licensectl: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let client = RpcClient::new(&cli.server)?;
+    match cli.command {
+        Command::List => {
+            let result = client.call("ListLicensesV1", json!([])).await?;
+            if cli.json {
+                print_json(&result);
+            } else {
+                let licenses: Vec<LicenseInfo> =
+                    decode_result(&client.rpc_url(), "ListLicensesV1", result)?;
+                print!("{}", render_licenses(&licenses));
+            }
+        }
+        Command::Borrow(args) => {
+            let params = BorrowParams {
+                feature: args.feature,
+                uuid: args.uuid,
+                host_id: args.host_id,
+                valid_from: args.from,
+                valid_until: args.until,
+                user_info: args.user_info,
+                request_id: None,
+            };
+            let params = serde_json::to_value(&params).context("encoding the parameters")?;
+            let out = args.out.as_deref();
+            borrowed(&client, "BorrowLicenseV1", params, out, cli.json).await?;
+        }
+        Command::Get { borrow_id, out } => {
+            let params = json!({ "borrowId": borrow_id });
+            let out = out.as_deref();
+            borrowed(&client, "GetBorrowedLicenseV1", params, out, cli.json).await?;
+        }
+        Command::Verify(args) => return verify(&client, args, cli.json).await,
+        Command::PublicKey { out } => public_key(&client, out.as_deref(), cli.json).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Calls a method that returns a `BorrowedLicense`, prints it, writes the license to
+/// `out` when asked.
+async fn borrowed(
+    client: &RpcClient,
+    method: &str,
+    params: Value,
+    out: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let result = client.call(method, params).await?;
+    let borrowed: BorrowedLicense = decode_result(&client.rpc_url(), method, result.clone())?;
+    if let Some(path) = out {
+        write_file(path, &format!("{}\n", borrowed.license))?;
+    }
+    if json {
+        print_json(&result);
+        return Ok(());
+    }
+    let license = match out {
+        Some(path) => format!("written to {}", path.display()),
+        None => borrowed.license,
+    };
+    print!(
+        "{}",
+        pairs(&[("borrowId", &borrowed.borrow_id), ("license", &license)])
+    );
+    Ok(())
+}
+
+async fn public_key(client: &RpcClient, out: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let result = client.public_key_json().await?;
+    let info: PublicKeyInfo = decode_result(client.base_url(), "GET /public-key", result.clone())?;
+    if let Some(path) = out {
+        write_file(path, &info.pem)?;
+    }
+    if json {
+        print_json(&result);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        pairs(&[("keyId", &info.key_id), ("algorithm", &info.algorithm)])
+    );
+    match out {
+        Some(path) => println!("PEM written to {}", path.display()),
+        None => print!("{}", info.pem),
+    }
+    Ok(())
+}
+
+async fn verify(client: &RpcClient, args: VerifyArgs, json: bool) -> Result<ExitCode, Failure> {
+    let license = match (&args.license, &args.file) {
+        (Some(text), _) => text.trim().to_string(),
+        (None, Some(path)) => read_text(path)?.trim().to_string(),
+        // clap's argument group makes one of the two required.
+        (None, None) => return Err(anyhow::anyhow!("give --license or --file").into()),
+    };
+    let now = match &args.at {
+        Some(text) => {
+            time::parse_instant(text, DateRole::Start, "--at").map_err(anyhow::Error::from)?
+        }
+        None => time::now(),
+    };
+    let key = match &args.public_key {
+        Some(path) => read_public_key(path)?,
+        None => fetch_public_key(client).await?,
+    };
+    let (document, reason) = match document::verify(&license, &key) {
+        Ok(doc) => {
+            let reason = document::check_offline(&doc, args.host_id.as_deref(), now).err();
+            (Some(doc), reason.map(|e| e.to_string()))
+        }
+        // Show what an unverifiable license claims, if it decodes at all.
+        Err(error) => (
+            document::decode(&license).ok().map(|(doc, _, _)| doc),
+            Some(error.to_string()),
+        ),
+    };
+    if json {
+        print_json(&json!({"valid": reason.is_none(), "reason": reason, "license": document}));
+    } else {
+        print!("{}", render_verdict(document.as_ref(), reason.as_deref()));
+    }
+    Ok(match reason {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::from(EXIT_REFUSED),
+    })
+}
+
+/// Reads a public key file: PEM, or the raw key in base64 as `GET /public-key` shows it.
+fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let text = read_text(path)?;
+    PublicKey::from_pem(&text)
+        .or_else(|pem_error| PublicKey::from_base64(&text).map_err(|_| pem_error))
+        .with_context(|| format!("public key {}", path.display()))
+}
+
+async fn fetch_public_key(client: &RpcClient) -> Result<PublicKey, Failure> {
+    let info = client.public_key().await?;
+    let key = PublicKey::from_base64(&info.public_key).context("the server's public key")?;
+    if key.key_id() != info.key_id {
+        return Err(anyhow::anyhow!(
+            "the server names its key {} but the key it sent has id {}",
+            info.key_id,
+            key.key_id()
+        )
+        .into());
+    }
+    Ok(key)
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin()).context("reading standard input");
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn print_json(value: &Value) {
+    // Pretty for people reading script output; still one JSON value for `jq`.
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{value}"),
+    }
+}
+
+/// The license table, with each license's borrows indented under it.
+fn render_licenses(licenses: &[LicenseInfo]) -> String {
+    if licenses.is_empty() {
+        return "no licenses\n".to_string();
+    }
+    const HEADER: &str =
+        "FEATURE UUID VERSION EDITION MODULES COUNT VALID-FROM VALID-UNTIL BORROWED";
+    let mut rows: Vec<Vec<String>> = vec![HEADER.split(' ').map(str::to_string).collect()];
+    let mut borrows: Vec<Vec<String>> = Vec::new();
+    for license in licenses {
+        rows.push(vec![
+            license.feature.clone(),
+            license.uuid.clone(),
+            license.version.clone(),
+            license.edition.clone(),
+            license.modules.clone(),
+            license.count.to_string(),
+            license.valid_from.clone().unwrap_or_else(|| "-".into()),
+            license
+                .valid_until
+                .clone()
+                .unwrap_or_else(|| "never".into()),
+            license.borrowed_intervals.len().to_string(),
+        ]);
+        for interval in &license.borrowed_intervals {
+            borrows.push(vec![
+                format!("{} .. {}", interval.valid_from, interval.valid_until),
+                interval.host_id.clone(),
+                interval.user_info.clone().unwrap_or_else(|| "-".into()),
+                interval.borrow_id.clone(),
+            ]);
+        }
+    }
+    // Borrow lines share their own column widths across the whole table; they follow
+    // the license lines in the same order, so one iterator hands them out.
+    let borrow_text = align(&borrows, "    ");
+    let mut borrow_lines = borrow_text.lines();
+    let license_text = align(&rows, "");
+    let mut license_lines = license_text.lines();
+    let mut out = String::new();
+    out.extend(license_lines.next().map(|header| format!("{header}\n")));
+    for (license, line) in licenses.iter().zip(license_lines) {
+        out.push_str(line);
+        out.push('\n');
+        for borrow in borrow_lines.by_ref().take(license.borrowed_intervals.len()) {
+            out.push_str(borrow);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The decoded fields of a license and the verdict, as `name  value` lines.
+fn render_verdict(document: Option<&LicenseDocument>, reason: Option<&str>) -> String {
+    let verdict = match reason {
+        None => "valid".to_string(),
+        Some(reason) => format!("invalid: {reason}"),
+    };
+    let mut rows: Vec<(&str, &str)> = Vec::new();
+    if let Some(doc) = document {
+        rows.extend([
+            ("feature", doc.feature.as_str()),
+            ("uuid", &doc.uuid),
+            ("version", &doc.version),
+            ("edition", &doc.edition),
+            ("modules", &doc.modules),
+            ("hostId", &doc.host_id),
+            ("validFrom", &doc.valid_from),
+            ("validUntil", &doc.valid_until),
+            ("borrowId", &doc.borrow_id),
+        ]);
+        if let Some(user_info) = &doc.user_info {
+            rows.push(("userInfo", user_info));
+        }
+        rows.extend([("issuedAt", doc.issued_at.as_str()), ("keyId", &doc.key_id)]);
+    }
+    rows.push(("result", &verdict));
+    pairs(&rows)
+}
+
+/// `name  value` lines, values aligned.
+fn pairs(rows: &[(&str, &str)]) -> String {
+    let rows: Vec<[&str; 2]> = rows.iter().map(|&(name, value)| [name, value]).collect();
+    align(&rows, "")
+}
+
+/// Left-aligns columns two spaces apart, each line prefixed with `indent`. The last column
+/// is not padded, so lines carry no trailing blanks.
+fn align<R: AsRef<[S]>, S: AsRef<str>>(rows: &[R], indent: &str) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (c, cell) in row.as_ref().iter().enumerate() {
+            let width = cell.as_ref().chars().count();
+            match widths.get_mut(c) {
+                Some(max) => *max = (*max).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let row = row.as_ref();
+        out.push_str(indent);
+        for (c, cell) in row.iter().enumerate() {
+            let cell = cell.as_ref();
+            out.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use licensed::client::BorrowedInterval;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn verify_needs_exactly_one_license_source() {
+        assert!(Cli::try_parse_from(["licensectl", "verify"]).is_err());
+        assert!(
+            Cli::try_parse_from(["licensectl", "verify", "--license", "x", "--file", "f"]).is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "licensectl",
+            "--json",
+            "verify",
+            "--file",
+            "f",
+            "--at",
+            "2025-12-01",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert!(matches!(
+            cli.command,
+            Command::Verify(VerifyArgs {
+                file: Some(_),
+                at: Some(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "licensectl",
+            "list",
+            "--server",
+            "http://h:1/licenses",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.server, "http://h:1/licenses");
+        assert!(cli.json);
+    }
+
+    #[test]
+    fn licenses_render_as_a_table_with_borrows_underneath() {
+        let interval = |from: &str, user: Option<&str>, id: &str| BorrowedInterval {
+            valid_from: from.into(),
+            valid_until: "2025-12-01T20:00:00Z".into(),
+            host_id: "MAC:2C549188C9E3".into(),
+            user_info: user.map(str::to_string),
+            borrow_id: id.into(),
+        };
+        let license = |feature: &str, borrows: Vec<BorrowedInterval>| LicenseInfo {
+            feature: feature.into(),
+            uuid: "118cf2e7b3d20001".into(),
+            version: "26.05".into(),
+            edition: "Progress".into(),
+            modules: "fc123bdomit".into(),
+            count: 2,
+            valid_from: None,
+            valid_until: Some("2026-12-31T23:59:59Z".into()),
+            borrowed_intervals: borrows,
+        };
+        let table = render_licenses(&[
+            license("MVTec_HALCON", vec![]),
+            license(
+                "MVTec_HDevelop",
+                vec![
+                    interval("2025-12-01T08:00:00Z", Some("Jane Doe"), "b-1"),
+                    interval("2025-12-01T09:00:00Z", None, "b-2"),
+                ],
+            ),
+        ]);
+        let expected = "\
+FEATURE         UUID              VERSION  EDITION   MODULES      COUNT  VALID-FROM  VALID-UNTIL           BORROWED
+MVTec_HALCON    118cf2e7b3d20001  26.05    Progress  fc123bdomit  2      -           2026-12-31T23:59:59Z  0
+MVTec_HDevelop  118cf2e7b3d20001  26.05    Progress  fc123bdomit  2      -           2026-12-31T23:59:59Z  2
+    2025-12-01T08:00:00Z .. 2025-12-01T20:00:00Z  MAC:2C549188C9E3  Jane Doe  b-1
+    2025-12-01T09:00:00Z .. 2025-12-01T20:00:00Z  MAC:2C549188C9E3  -         b-2
+";
+        assert_eq!(table, expected);
+        assert_eq!(render_licenses(&[]), "no licenses\n");
+    }
+
+    #[test]
+    fn verdict_shows_fields_and_reason() {
+        let text = render_verdict(None, Some("signature does not match"));
+        assert_eq!(text, "result  invalid: signature does not match\n");
+        assert_eq!(render_verdict(None, None), "result  valid\n");
+    }
+
+    #[test]
+    fn refusals_and_errors_map_to_their_exit_kinds() {
+        let refused = RpcCallError::Rpc(licensed::client::RpcErrorObject {
+            code: 34,
+            message: "No matching license found".into(),
+            reason: Some("no borrow with borrowId x".into()),
+            data: None,
+        });
+        match Failure::from(refused) {
+            Failure::Refused(text) => assert_eq!(
+                text,
+                "error 34: No matching license found (no borrow with borrowId x)"
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        let bad_url = RpcCallError::BadUrl {
+            url: "x".into(),
+            reason: "y".into(),
+        };
+        assert!(matches!(Failure::from(bad_url), Failure::Error(_)));
+    }
+}

@@ -10,7 +10,9 @@ use licensed::borrow::document::LicenseSigner;
 use licensed::borrow::pool::{parse_pool, Pool};
 use licensed::config::Config;
 use licensed::raft::node::{self, NodeOptions};
-use licensed::raft::{peer_api, NodeAddr};
+use licensed::raft::membership::{self, AddRequest};
+use licensed::raft::{cluster, peer_api, NodeAddr};
+use licensed::state::Bootstrap;
 use licensed::server::{self, ApiState};
 use tokio::net::TcpListener;
 
@@ -28,9 +30,21 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.raft_listen))?;
     let addr = NodeAddr {
-        api_addr: api_listener.local_addr()?.to_string(),
-        raft_addr: raft_listener.local_addr()?.to_string(),
+        api_addr: match &config.advertise_api {
+            Some(advertised) => advertised.clone(),
+            None => api_listener.local_addr()?.to_string(),
+        },
+        raft_addr: match &config.advertise_raft {
+            Some(advertised) => advertised.clone(),
+            None => raft_listener.local_addr()?.to_string(),
+        },
     };
+    let peers = config
+        .peers
+        .as_deref()
+        .map(membership::parse_peers)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
 
     let pool = match &config.pool {
         Some(path) => {
@@ -50,14 +64,44 @@ async fn main() -> anyhow::Result<()> {
         snapshot_every: config.snapshot_every,
     })
     .await?;
-    let raft_server = axum::serve(raft_listener, peer_api::router(node.raft.clone()));
+    let peer_routes = peer_api::router(node.raft.clone())
+        .merge(cluster::router(node.raft.clone(), config.node_id, addr.clone()))
+        .merge(membership::router(node.raft.clone()));
+    let raft_server = axum::serve(raft_listener, peer_routes);
     let raft_task = tokio::spawn(async move { raft_server.await });
 
-    if node.initialize_single(&addr).await? {
-        tracing::info!(node = config.node_id, "created a new one-node cluster");
-    }
-    node.wait_ready(Duration::from_secs(60)).await?;
-    if !node.ledger.read().is_bootstrapped() {
+    // Who may load the pool: the node that creates the cluster (one node, or the lowest
+    // id of --peers). Bootstrap is idempotent, so a retry after a crash is harmless.
+    let creator = match (&peers, &config.join) {
+        (Some(peers), _) => {
+            if membership::bootstrap_static(&node.raft, config.node_id, &addr, peers, Duration::from_secs(300))
+                .await
+                .map_err(|e| anyhow::anyhow!("cluster bootstrap: {e}"))?
+            {
+                tracing::info!(members = peers.len(), "created a new cluster");
+            }
+            peers.keys().next() == Some(&config.node_id)
+        }
+        (None, Some(target)) => {
+            if !node.raft.is_initialized().await? {
+                join(target, config.node_id, &addr).await?;
+            }
+            false
+        }
+        (None, None) => {
+            if node.initialize_single(&addr).await? {
+                tracing::info!(node = config.node_id, "created a new one-node cluster");
+            }
+            true
+        }
+    };
+    node.wait_ready(Duration::from_secs(300)).await?;
+
+    let app = Arc::new(App::new(
+        node.clone(),
+        Duration::from_millis(config.request_timeout_ms),
+    )?);
+    if creator && !node.ledger.read().is_bootstrapped() {
         let signer = load_or_generate_signer(&config)?;
         let pool = pool.unwrap_or_else(|| {
             tracing::warn!("no --pool given: the new cluster starts with an empty license pool");
@@ -67,16 +111,21 @@ async fn main() -> anyhow::Result<()> {
             }
         });
         let count = pool.licenses.len();
-        node.bootstrap_ledger(pool, &signer, config.retention).await?;
-        tracing::info!(licenses = count, key_id = signer.key_id(), "license pool loaded");
+        let loaded = app
+            .bootstrap(Bootstrap {
+                licenses: pool.licenses,
+                max_borrow_secs: pool.max_borrow_secs,
+                retention_secs: config.retention,
+                signing_key: signer.secret_bytes(),
+            })
+            .await?;
+        if loaded {
+            tracing::info!(licenses = count, key_id = signer.key_id(), "license pool loaded");
+        }
     } else if config.pool.is_some() {
         tracing::info!("the cluster already has a ledger; --pool is ignored");
     }
 
-    let app = Arc::new(App::new(
-        node.clone(),
-        Duration::from_millis(config.request_timeout_ms),
-    ));
     let api = server::router(ApiState {
         app,
         max_body_bytes: config.max_body_bytes,
@@ -89,9 +138,47 @@ async fn main() -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("shutting down");
+    membership::step_down(&node.raft).await;
     let _ = node.raft.shutdown().await;
     raft_task.abort();
     Ok(())
+}
+
+/// Asks a member of a running cluster to add this node; returns once it is a voter.
+async fn join(target: &str, id: u64, addr: &NodeAddr) -> anyhow::Result<()> {
+    let request = AddRequest {
+        id,
+        raft_addr: addr.raft_addr.clone(),
+    };
+    let url = format!("http://{target}{}", membership::ADD_PATH);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let answer = reqwest::Client::new()
+            .post(&url)
+            .timeout(Duration::from_secs(120))
+            .json(&request)
+            .send()
+            .await;
+        match answer {
+            Ok(response) => {
+                let body: serde_json::Value = response.json().await?;
+                if body["ok"].as_bool() == Some(true) {
+                    tracing::info!(%target, "joined the cluster");
+                    return Ok(());
+                }
+                let reason = body["reason"].as_str().unwrap_or("refused").to_string();
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!("joining via {target}: {reason}");
+                }
+                tracing::warn!(%target, %reason, "join refused; retrying");
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%target, error = %e, "cluster not reachable; retrying");
+            }
+            Err(e) => anyhow::bail!("joining via {target}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn load_or_generate_signer(config: &Config) -> anyhow::Result<LicenseSigner> {

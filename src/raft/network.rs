@@ -1,5 +1,5 @@
 //! Node-to-node Raft RPC, client side: every Raft message is one HTTP `POST` to the peer's
-//! `raft_addr`, with a bincode body (see [`wire`]). The server side is
+//! `raft_addr`, with a bincode body (see the `wire` module below). The server side is
 //! [`peer_api`](super::peer_api).
 //!
 //! Errors are classified for openraft's retry logic: `Unreachable` makes replication back
@@ -19,7 +19,7 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::RPCTypes;
+use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 
 use super::state_machine::SnapshotData;
@@ -189,8 +189,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let body = self.encode(&rpc)?;
-        self.call(APPEND_PATH, body, RPCTypes::AppendEntries, option.soft_ttl())
-            .await
+        self.call(
+            APPEND_PATH,
+            body,
+            RPCTypes::AppendEntries,
+            option.soft_ttl(),
+        )
+        .await
     }
 
     async fn vote(
@@ -219,7 +224,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         &mut self,
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, SnapshotData>,
-        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let body = wire::encode_snapshot(&vote, &snapshot.meta, snapshot.snapshot.get_ref())
@@ -283,9 +288,13 @@ pub(crate) mod wire {
     /// `Content-Type` of every request and answer.
     pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
 
-    /// Most bytes one decode may claim. A corrupt length prefix then fails cleanly instead
-    /// of asking for an absurd allocation; set above any body the server accepts.
-    const DECODE_LIMIT: usize = 4 << 30;
+    /// Largest message the server accepts (snapshot data aside, which bypasses the decoder).
+    pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+    /// Most string and byte-array payload one decode may claim. bincode allocates a string
+    /// before reading it, so without this bound a corrupt length prefix would ask for an
+    /// absurd allocation and abort the process; no valid message claims more than its size.
+    const DECODE_LIMIT: usize = MAX_MESSAGE_BYTES;
 
     /// Decoding configuration: the standard encoding plus [`DECODE_LIMIT`].
     fn decode_config() -> Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>> {
@@ -332,15 +341,520 @@ pub(crate) mod wire {
         Ok(body)
     }
 
+    /// A decoded snapshot transfer.
+    pub(crate) struct SnapshotTransfer {
+        /// The sending leader's vote.
+        pub(crate) vote: VoteOf<TypeConfig>,
+        /// What the snapshot covers.
+        pub(crate) meta: SnapshotMetaOf<TypeConfig>,
+        /// The snapshot itself, as the state machine wrote it.
+        pub(crate) data: Vec<u8>,
+    }
+
     /// Decodes what [`encode_snapshot`] wrote.
-    pub(crate) fn decode_snapshot(
-        bytes: &[u8],
-    ) -> Result<(VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>), WireError> {
-        let ((vote, meta), used): ((VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>), usize) =
-            bincode::serde::decode_from_slice(bytes, decode_config())?;
-        Ok((vote, meta, bytes[used..].to_vec()))
+    pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotTransfer, WireError> {
+        let ((vote, meta), used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
+        Ok(SnapshotTransfer {
+            vote,
+            meta,
+            data: bytes[used..].to_vec(),
+        })
     }
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use axum::body::Bytes;
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::routing::post;
+    use axum::Router;
+    use openraft::entry::RaftEntry;
+    use openraft::errors::{ErrorSource, Fatal, ForwardToLeader};
+    use openraft::raft::TransferLeaderError;
+    use openraft::testing::{blank_ent, log_id, membership_ent};
+    use openraft::type_config::alias::{EntryOf, LogIdOf, SnapshotMetaOf};
+    use openraft::{Membership, Snapshot, StorageError, StoredMembership};
+    use serde::Serialize;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::borrow::check::BorrowRequest;
+    use crate::borrow::host_id::HostId;
+    use crate::borrow::license::LicenseKey;
+    use crate::state::{Bootstrap, Command};
+
+    type C = TypeConfig;
+
+    /// Encodes, decodes, and checks the decoded value encodes to the very same bytes: the
+    /// encoding is deterministic, so equal bytes mean nothing was lost on the way.
+    fn round_trip<T: Serialize + DeserializeOwned>(value: &T) -> T {
+        let bytes = wire::encode(value).expect("encode");
+        let back: T = wire::decode(&bytes).expect("decode");
+        assert_eq!(wire::encode(&back).expect("re-encode"), bytes);
+        back
+    }
+
+    fn lid(term: u64, index: u64) -> LogIdOf<C> {
+        log_id::<C>(term, 1, index)
+    }
+
+    fn vote() -> VoteOf<C> {
+        VoteOf::<C>::new_committed(3, 1)
+    }
+
+    fn borrow_command() -> Command {
+        Command::Borrow {
+            now: 1_700_000_000,
+            borrow_id: Uuid::new_v4(),
+            request: BorrowRequest {
+                key: LicenseKey {
+                    feature: "MVTec_HALCON".to_string(),
+                    uuid: "c6d1f0a2".to_string(),
+                },
+                host_id: HostId::parse("MAC:2C549188C9E3").expect("host id"),
+                valid_from: Some(1_700_000_000),
+                valid_until: None,
+                user_info: Some("ünïcode ✓".to_string()),
+            },
+        }
+    }
+
+    fn vote_request() -> VoteRequest<C> {
+        VoteRequest::<C>::new(vote(), Some(lid(3, 41)))
+    }
+
+    fn bootstrap_command() -> Command {
+        Command::Bootstrap(Box::new(Bootstrap {
+            licenses: Vec::new(),
+            max_borrow_secs: 86_400 * 30,
+            retention_secs: 86_400,
+            signing_key: [7; 32],
+        }))
+    }
+
+    fn addr(n: u64) -> NodeAddr {
+        NodeAddr {
+            raft_addr: format!("10.0.0.{n}:22023"),
+            api_addr: format!("10.0.0.{n}:22022"),
+        }
+    }
+
+    fn three_node_membership() -> Membership<NodeId, NodeAddr> {
+        let voters = BTreeSet::from([1, 2, 3]);
+        let nodes: BTreeMap<NodeId, NodeAddr> = (1..=4).map(|n| (n, addr(n))).collect();
+        Membership::new(vec![voters], nodes).expect("membership")
+    }
+
+    fn snapshot_meta() -> SnapshotMetaOf<C> {
+        SnapshotMetaOf::<C> {
+            last_log_id: Some(lid(3, 41)),
+            last_membership: StoredMembership::new(Some(lid(2, 5)), three_node_membership()),
+        }
+    }
+
+    #[test]
+    fn append_entries_request_round_trips_with_every_payload_kind() {
+        let entries: Vec<EntryOf<C>> = vec![
+            blank_ent::<C>(3, 1, 10),
+            EntryOf::<C>::new_normal(lid(3, 11), borrow_command()),
+            EntryOf::<C>::new_normal(lid(3, 12), bootstrap_command()),
+            membership_ent::<C>(3, 1, 13, vec![BTreeSet::from([1, 2, 3])]),
+            EntryOf::<C>::new_membership(lid(3, 14), three_node_membership()),
+        ];
+        let request = AppendEntriesRequest::<C> {
+            vote: vote(),
+            prev_log_id: Some(lid(2, 9)),
+            entries: entries.clone(),
+            leader_commit: Some(lid(3, 8)),
+        };
+        let back = round_trip(&request);
+        assert_eq!(back.vote, request.vote);
+        assert_eq!(back.prev_log_id, request.prev_log_id);
+        assert_eq!(back.leader_commit, request.leader_commit);
+        assert_eq!(back.entries.len(), entries.len());
+        for (got, want) in back.entries.iter().zip(&entries) {
+            assert_eq!(got.log_id, want.log_id);
+            assert_eq!(got.payload, want.payload);
+        }
+    }
+
+    #[test]
+    fn empty_append_entries_request_round_trips() {
+        // A heartbeat: no entries, nothing known yet.
+        let request = AppendEntriesRequest::<C> {
+            vote: VoteOf::<C>::new(1, 2),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let back = round_trip(&request);
+        assert_eq!(back.vote, request.vote);
+        assert!(back.entries.is_empty());
+        assert_eq!(back.prev_log_id, None);
+    }
+
+    #[test]
+    fn vote_and_pre_vote_requests_round_trip() {
+        let mut request = VoteRequest::<C>::new(vote(), Some(lid(3, 41)));
+        assert_eq!(round_trip(&request), request);
+        // Set by a leadership transfer; a `serde(default)` field must still travel.
+        request.leadership_transfer = true;
+        assert_eq!(round_trip(&request), request);
+        let first = VoteRequest::<C>::new(VoteOf::<C>::new(1, 1), None);
+        assert_eq!(round_trip(&first), first);
+    }
+
+    #[test]
+    fn transfer_leader_request_round_trips() {
+        let request = TransferLeaderRequest::<C>::new(vote(), 2, Some(lid(3, 41)));
+        assert_eq!(round_trip(&request), request);
+        let request = TransferLeaderRequest::<C>::new(vote(), 3, None);
+        assert_eq!(round_trip(&request), request);
+    }
+
+    #[test]
+    fn snapshot_request_round_trips_with_raw_data() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let body = wire::encode_snapshot(&vote(), &snapshot_meta(), &data).expect("encode");
+        let got = wire::decode_snapshot(&body).expect("decode");
+        assert_eq!(got.vote, vote());
+        assert_eq!(got.meta, snapshot_meta());
+        assert_eq!(got.data, data);
+
+        let empty =
+            wire::encode_snapshot(&vote(), &SnapshotMetaOf::<C>::default(), &[]).expect("encode");
+        let got = wire::decode_snapshot(&empty).expect("decode");
+        assert_eq!(got.meta, SnapshotMetaOf::<C>::default());
+        assert!(got.data.is_empty());
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        type Answer<T> = Result<T, RaftError<C>>;
+        for append in [
+            AppendEntriesResponse::<C>::Success,
+            AppendEntriesResponse::PartialSuccess(Some(lid(3, 12))),
+            AppendEntriesResponse::PartialSuccess(None),
+            AppendEntriesResponse::Conflict,
+            AppendEntriesResponse::HigherVote(VoteOf::<C>::new(4, 2)),
+        ] {
+            let answer: Answer<_> = Ok(append);
+            assert_eq!(round_trip(&answer), answer);
+        }
+        let answer: Answer<_> = Ok(VoteResponse::<C>::new(vote(), Some(lid(3, 41)), true));
+        assert_eq!(round_trip(&answer), answer);
+        let answer: Answer<_> = Ok(SnapshotResponse::<C>::new(vote()));
+        assert_eq!(round_trip(&answer), answer);
+        let answers: Vec<Answer<TransferLeaderResponse<C>>> = vec![
+            Ok(Ok(())),
+            Ok(Err(TransferLeaderError::VoteChanged {
+                expected: vote(),
+                actual: VoteOf::<C>::new(4, 3),
+            })),
+            Ok(Err(TransferLeaderError::LogNotFlushed {
+                expected: Some(lid(3, 41)),
+                actual: None,
+            })),
+        ];
+        for answer in answers {
+            assert_eq!(round_trip(&answer), answer);
+        }
+        let storage =
+            StorageError::<C>::read_snapshot(None, ErrorSource::from_string("disk on fire"));
+        for fatal in [
+            Fatal::Stopped,
+            Fatal::Panicked,
+            Fatal::StorageError(storage),
+        ] {
+            let answer: Answer<VoteResponse<C>> = Err(RaftError::Fatal(fatal));
+            assert_eq!(round_trip(&answer), answer);
+        }
+        // Not sent by this module, but the same codec carries it elsewhere.
+        let forward = ForwardToLeader::<C>::new(2, addr(2));
+        assert_eq!(round_trip(&forward), forward);
+    }
+
+    /// Every strict prefix and every one-byte extension of `valid` must be refused.
+    fn assert_strict<T: DeserializeOwned>(valid: &[u8]) {
+        assert!(wire::decode::<T>(valid).is_ok());
+        for len in 0..valid.len() {
+            assert!(wire::decode::<T>(&valid[..len]).is_err(), "prefix {len}");
+        }
+        assert!(wire::decode::<T>(&[valid, &[0]].concat()).is_err());
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        let vote_body = wire::encode(&vote_request()).expect("encode");
+        assert_strict::<VoteRequest<C>>(&vote_body);
+        let append = AppendEntriesRequest::<C> {
+            vote: vote(),
+            prev_log_id: Some(lid(2, 9)),
+            entries: vec![
+                EntryOf::<C>::new_normal(lid(3, 10), borrow_command()),
+                EntryOf::<C>::new_membership(lid(3, 11), three_node_membership()),
+            ],
+            leader_commit: Some(lid(3, 8)),
+        };
+        assert_strict::<AppendEntriesRequest<C>>(&wire::encode(&append).expect("encode"));
+        let transfer = TransferLeaderRequest::<C>::new(vote(), 2, Some(lid(3, 41)));
+        assert_strict::<TransferLeaderRequest<C>>(&wire::encode(&transfer).expect("encode"));
+
+        let snapshot = wire::encode_snapshot(&vote(), &snapshot_meta(), b"data").expect("encode");
+        let header_len = snapshot.len() - 4;
+        for len in 0..header_len {
+            assert!(
+                wire::decode_snapshot(&snapshot[..len]).is_err(),
+                "prefix {len}"
+            );
+        }
+
+        // Length prefixes claiming huge strings or lists must fail, not try to allocate.
+        let huge_len = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(wire::decode::<String>(&huge_len).is_err());
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            1,
+            NodeAddr {
+                raft_addr: "Q".to_string(),
+                api_addr: String::new(),
+            },
+        );
+        let membership = Membership::new(vec![BTreeSet::from([1])], nodes).expect("membership");
+        let append = AppendEntriesRequest::<C> {
+            vote: vote(),
+            prev_log_id: None,
+            entries: vec![EntryOf::<C>::new_membership(lid(3, 1), membership)],
+            leader_commit: None,
+        };
+        let body = wire::encode(&append).expect("encode");
+        let at = body
+            .windows(2)
+            .position(|w| w == [1, b'Q'])
+            .expect("the address");
+        let patched = [&body[..at], &huge_len, &body[at + 1..]].concat();
+        assert!(wire::decode::<AppendEntriesRequest<C>>(&patched).is_err());
+        // The entry count follows the vote and `prev_log_id: None`.
+        let entries_at = wire::encode(&(vote(), None::<LogIdOf<C>>))
+            .expect("encode")
+            .len();
+        assert_eq!(body[entries_at], 1);
+        let patched = [&body[..entries_at], &huge_len, &body[entries_at + 1..]].concat();
+        assert!(wire::decode::<AppendEntriesRequest<C>>(&patched).is_err());
+
+        // Pseudo-random garbage of many lengths.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..300 {
+            let body: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = wire::decode::<AppendEntriesRequest<C>>(&body);
+            let _ = wire::decode_snapshot(&body);
+            let _ = wire::decode::<TransferLeaderRequest<C>>(&body);
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_50ms_up_to_1s() {
+        let delays: Vec<u128> = backoff_delays().take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(delays, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    /// Serves `router` on an ephemeral port.
+    async fn serve(router: Router) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    async fn client_for(addr: SocketAddr) -> PeerClient {
+        let mut network = PeerNetwork::new(1).expect("network");
+        let node = NodeAddr {
+            raft_addr: addr.to_string(),
+            api_addr: String::new(),
+        };
+        network.new_client(2, &node).await
+    }
+
+    fn option() -> RPCOption {
+        // soft_ttl = 300 ms
+        RPCOption::new(Duration::from_millis(400))
+    }
+
+    #[tokio::test]
+    async fn vote_reaches_the_peer_and_returns_its_answer() {
+        async fn grant(headers: HeaderMap, body: Bytes) -> Vec<u8> {
+            assert_eq!(headers[header::CONTENT_TYPE], wire::CONTENT_TYPE);
+            let request: VoteRequest<C> = wire::decode(&body).expect("decode");
+            let answer: Result<_, RaftError<C>> = Ok(VoteResponse::<C>::new(
+                request.vote,
+                request.last_log_id,
+                true,
+            ));
+            wire::encode(&answer).expect("encode")
+        }
+        let addr = serve(Router::new().route(VOTE_PATH, post(grant))).await;
+        let mut client = client_for(addr).await;
+        let answer = client.vote(vote_request(), option()).await.expect("vote");
+        assert_eq!(answer, VoteResponse::new(vote(), Some(lid(3, 41)), true));
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_unreachable() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let mut client = client_for(addr).await;
+        let err = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn http_error_is_unreachable_with_the_reason() {
+        async fn refuse() -> (StatusCode, &'static str) {
+            (StatusCode::BAD_REQUEST, "malformed body: too short")
+        }
+        let addr = serve(Router::new().route(VOTE_PATH, post(refuse))).await;
+        let mut client = client_for(addr).await;
+        let err = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+        assert!(err.to_string().contains("too short"), "{err}");
+        // A peer that does not serve the Raft API at all (wrong port) likewise.
+        let err = client
+            .append_entries(
+                AppendEntriesRequest {
+                    vote: vote(),
+                    prev_log_id: None,
+                    entries: Vec::new(),
+                    leader_commit: None,
+                },
+                option(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+        assert!(err.to_string().contains("404"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stopped_peer_is_unreachable() {
+        async fn stopped() -> Vec<u8> {
+            let answer: Result<VoteResponse<C>, RaftError<C>> =
+                Err(RaftError::Fatal(Fatal::Stopped));
+            wire::encode(&answer).expect("encode")
+        }
+        let addr = serve(Router::new().route(PRE_VOTE_PATH, post(stopped))).await;
+        let mut client = client_for(addr).await;
+        let err = client.pre_vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_answer_is_unreachable() {
+        async fn garbage() -> &'static str {
+            "<html>hello</html>"
+        }
+        let addr = serve(Router::new().route(VOTE_PATH, post(garbage))).await;
+        let mut client = client_for(addr).await;
+        let err = client.vote(vote_request(), option()).await.unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn slow_peer_times_out_after_soft_ttl() {
+        async fn stall() -> Vec<u8> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Vec::new()
+        }
+        let addr = serve(Router::new().route(TRANSFER_LEADER_PATH, post(stall))).await;
+        let mut client = client_for(addr).await;
+        let started = Instant::now();
+        let request = TransferLeaderRequest::<C>::new(vote(), 2, None);
+        let err = client.transfer_leader(request, option()).await.unwrap_err();
+        match err {
+            RPCError::Timeout(timeout) => {
+                assert_eq!(timeout.action, RPCTypes::TransferLeader);
+                assert_eq!((timeout.id, timeout.target), (1, 2));
+                assert_eq!(timeout.timeout, Duration::from_millis(300));
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    fn snapshot(data: Vec<u8>) -> SnapshotOf<C, SnapshotData> {
+        Snapshot {
+            meta: snapshot_meta(),
+            snapshot: std::io::Cursor::new(data),
+        }
+    }
+
+    #[tokio::test]
+    async fn full_snapshot_arrives_whole() {
+        async fn install(body: Bytes) -> Vec<u8> {
+            let got = wire::decode_snapshot(&body).expect("decode");
+            assert_eq!(got.meta, snapshot_meta());
+            assert_eq!(got.data.len(), 3 << 20);
+            assert!(got.data.iter().all(|b| *b == 0xab));
+            let answer: Result<_, RaftError<C>> = Ok(SnapshotResponse::<C>::new(got.vote));
+            wire::encode(&answer).expect("encode")
+        }
+        // Above axum's default body limit: this fake server lifts it, as peer_api does.
+        let router = Router::new().route(
+            SNAPSHOT_PATH,
+            post(install).layer(axum::extract::DefaultBodyLimit::disable()),
+        );
+        let addr = serve(router).await;
+        let mut client = client_for(addr).await;
+        let answer = client
+            .full_snapshot(
+                vote(),
+                snapshot(vec![0xab; 3 << 20]),
+                std::future::pending(),
+                RPCOption::new(Duration::from_secs(30)),
+            )
+            .await
+            .expect("snapshot");
+        assert_eq!(answer.vote, vote());
+    }
+
+    #[tokio::test]
+    async fn full_snapshot_stops_when_cancelled() {
+        async fn stall() -> Vec<u8> {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Vec::new()
+        }
+        let addr = serve(Router::new().route(SNAPSHOT_PATH, post(stall))).await;
+        let mut client = client_for(addr).await;
+        let started = Instant::now();
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ReplicationClosed::new("leader stepped down")
+        };
+        let err = client
+            .full_snapshot(
+                vote(),
+                snapshot(vec![1; 1024]),
+                cancel,
+                RPCOption::new(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StreamingError::Closed(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use openraft::{Config as RaftConfig, SnapshotPolicy};
 
-use crate::borrow::document::LicenseSigner;
-use crate::borrow::pool::Pool;
-use crate::state::{Bootstrap, Command};
 
 use super::log_store::{open_db, RocksLogStore};
 use super::network::PeerNetwork;
@@ -97,7 +94,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     let raft = Raft::new(
         options.id,
         Arc::new(config),
-        PeerNetwork::new(),
+        PeerNetwork::new(options.id).map_err(|e| NodeError::Raft(e.to_string()))?,
         log_store,
         state_machine,
     )
@@ -143,30 +140,5 @@ impl Node {
             .await
             .map_err(|e| NodeError::Raft(format!("no leader: {e}")))?;
         Ok(())
-    }
-
-    /// Loads the pool into the ledger if the cluster has none yet. Runs through the log,
-    /// so every node gets the same pool and signing key.
-    pub async fn bootstrap_ledger(
-        &self,
-        pool: Pool,
-        signer: &LicenseSigner,
-        retention_secs: i64,
-    ) -> Result<bool, NodeError> {
-        if self.ledger.read().is_bootstrapped() {
-            return Ok(false);
-        }
-        let command = Command::Bootstrap(Box::new(Bootstrap {
-            licenses: pool.licenses,
-            max_borrow_secs: pool.max_borrow_secs,
-            retention_secs,
-            signing_key: signer.secret_bytes(),
-        }));
-        let response = self
-            .raft
-            .client_write(command)
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-        Ok(matches!(response.data, crate::state::Outcome::Bootstrapped(true)))
     }
 }

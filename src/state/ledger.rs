@@ -264,7 +264,8 @@ impl Ledger {
             ..Ledger::default()
         };
         for license in snapshot.licenses {
-            ledger.slots.entry(license.key.clone()).or_default().license = Some(license);
+            let slot = ledger.slots.entry(license.key.clone()).or_default();
+            slot.license = Some(license);
         }
         for record in snapshot.borrows {
             let slot = ledger.slots.entry(record.key.clone()).or_default();

@@ -104,6 +104,9 @@ impl Server {
     /// Starts the process again on the same data dir and the same client address.
     pub fn restart(&mut self) {
         self.kill9();
+        // A fresh client: pooled keep-alive connections to the dead process would fail
+        // the first request after the restart.
+        self.http = reqwest::Client::new();
         self.spawn(&[]);
     }
 
@@ -201,3 +204,6 @@ pub fn at(secs: i64) -> String {
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+pub mod cluster;
+pub mod wire;

@@ -1,0 +1,278 @@
+//! Any node answers any client: writes reaching a follower are forwarded to the leader,
+//! and reads on a follower are made linearizable with the leader's read index.
+//!
+//! Both travel over the node-to-node port (`/cluster/...`), bincode-encoded like the Raft
+//! RPCs, so clients never see a redirect.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::ReadPolicy;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::borrow::check::BorrowRequest;
+use crate::borrow::time::{self, Instant};
+use crate::state::{Bootstrap, Command, Outcome};
+
+use super::network::wire;
+use super::{metrics_of, NodeAddr, NodeId, Raft};
+
+/// Forward a write to the leader.
+pub const FORWARD_PATH: &str = "/cluster/forward";
+/// Ask the leader for a read index.
+pub const READ_INDEX_PATH: &str = "/cluster/read-index";
+/// Who is this node, does it belong to a cluster, whom does it follow.
+pub const INFO_PATH: &str = "/cluster/info";
+
+/// A write before the leader stamps its time: what a follower forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// See [`Command::Bootstrap`].
+    Bootstrap(Box<Bootstrap>),
+    /// See [`Command::Borrow`].
+    Borrow {
+        /// Chosen by the node the client reached, so a retried forward keeps its id.
+        borrow_id: Uuid,
+        /// The decoded request.
+        request: BorrowRequest,
+    },
+}
+
+impl Proposal {
+    /// The log command, with the time of the node that appends it (the leader).
+    pub fn stamp(self, now: Instant) -> Command {
+        match self {
+            Proposal::Bootstrap(bootstrap) => Command::Bootstrap(bootstrap),
+            Proposal::Borrow { borrow_id, request } => Command::Borrow {
+                now,
+                borrow_id,
+                request,
+            },
+        }
+    }
+}
+
+/// Why a write or read could not be done on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClusterError {
+    /// Not the leader; the proposal was not appended, so trying elsewhere is safe.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader as this node knows it.
+        leader: Option<(NodeId, NodeAddr)>,
+    },
+    /// No quorum answered (read index).
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    /// The proposal may or may not have been applied (the leader stopped, or the answer
+    /// was lost): retrying could apply it twice.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The peer could not be reached; nothing was sent.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl ClusterError {
+    /// Whether trying again (here or on another node) is safe and may succeed.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, ClusterError::Unknown(_))
+    }
+}
+
+/// What a node says about itself on [`INFO_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// Its addresses.
+    pub addr: NodeAddr,
+    /// Whether it already belongs to a cluster.
+    pub initialized: bool,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+}
+
+/// Appends a proposal on this node, which must be the leader.
+pub async fn propose_local(raft: &Raft, proposal: Proposal) -> Result<Outcome, ClusterError> {
+    match raft.client_write(proposal.stamp(time::now())).await {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            Err(ClusterError::NotLeader {
+                leader: forward.leader_id.zip(forward.leader_node),
+            })
+        }
+        Err(e) => Err(ClusterError::Unknown(e.to_string())),
+    }
+}
+
+/// On the leader: a log index such that a state machine that has applied it reflects
+/// every write acknowledged before this call.
+pub async fn read_index_local(raft: &Raft) -> Result<u64, ClusterError> {
+    match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+        Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
+            Err(ClusterError::NotLeader {
+                leader: forward.leader_id.zip(forward.leader_node),
+            })
+        }
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+            Err(ClusterError::NoQuorum(e.to_string()))
+        }
+        Err(e) => Err(ClusterError::NoQuorum(e.to_string())),
+    }
+}
+
+/// The leader this node knows, with its addresses.
+pub fn known_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
+    let metrics = metrics_of(raft);
+    let leader = metrics.current_leader?;
+    let addr = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .cloned()?;
+    Some((leader, addr))
+}
+
+/// Calls a peer's cluster endpoints.
+#[derive(Debug, Clone)]
+pub struct ClusterClient {
+    http: reqwest::Client,
+}
+
+impl ClusterClient {
+    /// A client with its own connection pool (kept alive between calls).
+    pub fn new() -> Result<ClusterClient, reqwest::Error> {
+        Ok(ClusterClient {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(1))
+                .build()?,
+        })
+    }
+
+    async fn post<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        addr: &NodeAddr,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClusterError> {
+        let body = wire::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        let response = self
+            .http
+            .post(format!("http://{}{path}", addr.raft_addr))
+            .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    ClusterError::Unreachable(e.to_string())
+                } else {
+                    ClusterError::Unknown(format!("{path} on {}: {e}", addr.raft_addr))
+                }
+            })?;
+        if !response.status().is_success() {
+            return Err(ClusterError::Unknown(format!(
+                "{path} on {}: HTTP {}",
+                addr.raft_addr,
+                response.status()
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClusterError::Unknown(e.to_string()))?;
+        wire::decode(&bytes).map_err(|e| ClusterError::Unknown(e.to_string()))
+    }
+
+    /// Forwards a proposal to `leader`.
+    pub async fn forward(
+        &self,
+        leader: &NodeAddr,
+        proposal: &Proposal,
+        timeout: Duration,
+    ) -> Result<Outcome, ClusterError> {
+        let answer: Result<Outcome, ClusterError> =
+            self.post(leader, FORWARD_PATH, proposal, timeout).await?;
+        answer
+    }
+
+    /// Asks `leader` for a read index.
+    pub async fn read_index(&self, leader: &NodeAddr, timeout: Duration) -> Result<u64, ClusterError> {
+        let answer: Result<u64, ClusterError> = self.post(leader, READ_INDEX_PATH, &(), timeout).await?;
+        answer
+    }
+
+    /// Asks a node about itself (JSON, so operators can curl it too).
+    pub async fn info(&self, raft_addr: &str, timeout: Duration) -> Result<NodeInfo, ClusterError> {
+        let response = self
+            .http
+            .get(format!("http://{raft_addr}{INFO_PATH}"))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        response
+            .json()
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))
+    }
+}
+
+#[derive(Clone)]
+struct ClusterState {
+    raft: Raft,
+    id: NodeId,
+    addr: NodeAddr,
+}
+
+/// The `/cluster/...` routes, served beside the Raft RPCs on the node-to-node port.
+pub fn router(raft: Raft, id: NodeId, addr: NodeAddr) -> Router {
+    Router::new()
+        .route(FORWARD_PATH, post(forward))
+        .route(READ_INDEX_PATH, post(read_index))
+        .route(INFO_PATH, get(info))
+        .with_state(ClusterState { raft, id, addr })
+}
+
+fn bincode_response<T: Serialize>(value: &T) -> Response {
+    match wire::encode(value) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, wire::CONTENT_TYPE)], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn forward(State(state): State<ClusterState>, body: Bytes) -> Response {
+    let proposal: Proposal = match wire::decode(&body) {
+        Ok(proposal) => proposal,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
+    };
+    bincode_response(&propose_local(&state.raft, proposal).await)
+}
+
+async fn read_index(State(state): State<ClusterState>) -> Response {
+    bincode_response(&read_index_local(&state.raft).await)
+}
+
+async fn info(State(state): State<ClusterState>) -> Response {
+    let initialized = state.raft.is_initialized().await.unwrap_or(false);
+    Json(NodeInfo {
+        id: state.id,
+        addr: state.addr.clone(),
+        initialized,
+        leader: metrics_of(&state.raft).current_leader,
+    })
+    .into_response()
+}
