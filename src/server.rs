@@ -9,7 +9,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
 use crate::app::App;
@@ -40,16 +39,41 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// After an oversized body, read and drop up to this much more so the client finishes
+/// sending and reads our answer (instead of a broken pipe); beyond it, close.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
     let timer = metrics::request_timer();
-    let bytes: Bytes = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let reason = if e.is::<http_body_util::LengthLimitError>() {
-                format!("the request body exceeds {} bytes", state.max_body_bytes)
-            } else {
-                format!("the request body could not be read: {e}")
-            };
+    let mut body = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut too_large = false;
+    let mut drained = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let Ok(chunk) = chunk else {
+            let error = RpcError::new(INVALID_REQUEST, "the request body could not be read");
+            return json_response(error_response(serde_json::Value::Null, &error));
+        };
+        if too_large {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        } else if buffer.len() + chunk.len() > state.max_body_bytes {
+            too_large = true;
+            buffer = Vec::new();
+        } else {
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    let collected: Result<Bytes, String> = if too_large {
+        Err(format!("the request body exceeds {} bytes", state.max_body_bytes))
+    } else {
+        Ok(Bytes::from(buffer))
+    };
+    let bytes: Bytes = match collected {
+        Ok(bytes) => bytes,
+        Err(reason) => {
             let error = RpcError::new(INVALID_REQUEST, reason);
             return json_response(error_response(serde_json::Value::Null, &error));
         }

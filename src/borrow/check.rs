@@ -18,6 +18,9 @@ use super::time::{format_instant, Instant};
 /// a new one could overlap is still in the capacity index.
 pub const MAX_BACKDATE_SECS: i64 = 24 * 3600;
 
+/// 9999-12-31T23:59:59Z: RFC 3339 has four-digit years, so nothing may end later.
+pub const LATEST_INSTANT: Instant = 253_402_300_799;
+
 /// A borrow as the client asked for it, already decoded (host id valid, dates parsed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BorrowRequest {
@@ -111,6 +114,12 @@ pub fn decide(
         Some(until) => until,
         None => from.saturating_add(max_borrow),
     };
+    if until > LATEST_INSTANT {
+        return invalid(format!(
+            "the interval would end after {}, the last date this API can express",
+            format_instant(LATEST_INSTANT)
+        ));
+    }
     if until <= from {
         return invalid(format!(
             "validUntil {} must be later than validFrom {}",

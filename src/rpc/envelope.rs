@@ -79,11 +79,16 @@ type Invalid = (Value, RpcError);
 fn validate(object: &Map<String, Value>) -> Result<(Option<Value>, &str), Invalid> {
     let id = match object.get("id") {
         None => None,
-        Some(id @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(id @ (Value::Null | Value::String(_))) => Some(id.clone()),
+        // Integers beyond 64 bits would come back rounded; refuse them rather than echo
+        // a different id.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9.0e15) => {
+            Some(Value::Number(n.clone()))
+        }
         Some(_) => {
             return Err((
                 Value::Null,
-                RpcError::new(INVALID_REQUEST, "id must be a string, a number or null"),
+                RpcError::new(INVALID_REQUEST, "id must be a string, an integer within 64 bits, or null"),
             ))
         }
     };
