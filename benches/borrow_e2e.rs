@@ -111,7 +111,9 @@ async fn run(urls: &[String], clients: usize, secs: u64) -> (f64, Duration, Dura
                     Err(_) => None,
                 };
                 match answer {
-                    Some(answer) if answer.get("result").is_some() => latencies.push(started.elapsed()),
+                    Some(answer) if answer.get("result").is_some() => {
+                        latencies.push(started.elapsed())
+                    }
                     _ => errors += 1,
                 }
             }
@@ -141,7 +143,10 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     for size in [1usize, 3] {
         let dir = tempfile::tempdir().expect("temp dir");

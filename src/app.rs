@@ -96,7 +96,10 @@ impl App {
 
     /// Loads a pool into a cluster that has no ledger yet. Returns whether it did.
     pub async fn bootstrap(&self, bootstrap: Bootstrap) -> Result<bool, AppError> {
-        match self.propose(Proposal::Bootstrap(Box::new(bootstrap))).await? {
+        match self
+            .propose(Proposal::Bootstrap(Box::new(bootstrap)))
+            .await?
+        {
             Outcome::Bootstrapped(done) => Ok(done),
             other => Err(AppError::Internal(format!(
                 "unexpected outcome of a bootstrap: {other:?}"
@@ -213,7 +216,10 @@ impl App {
                         .await
                         .map(|_| ())
                         .map_err(|e| {
-                            self.timeout_error("this node to apply up to the read index", &e.to_string())
+                            self.timeout_error(
+                                "this node to apply up to the read index",
+                                &e.to_string(),
+                            )
                         });
                 }
                 Err(e) => last_error = e.to_string(),
@@ -236,12 +242,10 @@ impl App {
         if let Some(signer) = self.signer.get() {
             return Ok(signer.clone());
         }
-        let secret = *self
-            .node
-            .ledger
-            .read()
-            .signing_key()
-            .ok_or_else(|| AppError::Unavailable("the ledger has no license pool yet".into()))?;
+        let secret =
+            *self.node.ledger.read().signing_key().ok_or_else(|| {
+                AppError::Unavailable("the ledger has no license pool yet".into())
+            })?;
         let signer = Arc::new(LicenseSigner::from_secret_bytes(&secret));
         Ok(self.signer.get_or_init(|| signer).clone())
     }

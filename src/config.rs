@@ -17,7 +17,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// `licensed` — the license server.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "licensed", version, about = "High-availability license server (MVTec Borrow API, JSON-RPC 2.0)")]
+#[command(
+    name = "licensed",
+    version,
+    about = "High-availability license server (MVTec Borrow API, JSON-RPC 2.0)"
+)]
 pub struct Config {
     /// Address for clients (`POST /licenses`, `/metrics`, `/healthz`, `/readyz`, `/public-key`).
     /// Port 0 picks a free port; the chosen address is printed on stdout.

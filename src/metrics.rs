@@ -44,7 +44,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         has_leader: gauge("licensed_raft_has_leader", "1 if this node knows a leader"),
         is_leader: gauge("licensed_raft_is_leader", "1 if this node is the leader"),
         term: gauge("licensed_raft_term", "Current Raft term"),
-        last_log_index: gauge("licensed_raft_last_log_index", "Last log index on this node"),
+        last_log_index: gauge(
+            "licensed_raft_last_log_index",
+            "Last log index on this node",
+        ),
         committed_index: gauge("licensed_raft_committed_index", "Committed log index"),
         applied_index: gauge("licensed_raft_applied_index", "Applied log index"),
         borrows_retained: gauge(
@@ -71,9 +74,11 @@ pub fn observe_node(node: &Node) {
     let raft = crate::raft::metrics_of(&node.raft);
     let m = &*METRICS;
     m.has_leader.set(raft.current_leader.is_some() as i64);
-    m.is_leader.set((raft.current_leader == Some(node.id)) as i64);
+    m.is_leader
+        .set((raft.current_leader == Some(node.id)) as i64);
     m.term.set(raft.current_term as i64);
-    m.last_log_index.set(raft.last_log_index.unwrap_or(0) as i64);
+    m.last_log_index
+        .set(raft.last_log_index.unwrap_or(0) as i64);
     m.committed_index
         .set(raft.local_committed.as_ref().map_or(0, |id| id.index()) as i64);
     m.applied_index

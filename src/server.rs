@@ -67,7 +67,10 @@ async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
         }
     }
     let collected: Result<Bytes, String> = if too_large {
-        Err(format!("the request body exceeds {} bytes", state.max_body_bytes))
+        Err(format!(
+            "the request body exceeds {} bytes",
+            state.max_body_bytes
+        ))
     } else {
         Ok(Bytes::from(buffer))
     };

@@ -37,11 +37,13 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0usize..3, -5i64..40, 1i64..30, 0i64..4).prop_map(|(license, from_offset, length, advance)| Op {
-        license,
-        from_offset,
-        length,
-        advance,
+    (0usize..3, -5i64..40, 1i64..30, 0i64..4).prop_map(|(license, from_offset, length, advance)| {
+        Op {
+            license,
+            from_offset,
+            length,
+            advance,
+        }
     })
 }
 

@@ -17,9 +17,10 @@ impl StoreBuilder<TypeConfig, RocksLogStore<TypeConfig>, LedgerStore, TempDir> f
     ) -> Result<(TempDir, RocksLogStore<TypeConfig>, LedgerStore), StorageError<TypeConfig>> {
         let fail = |e: &dyn std::fmt::Display| StorageError::read(TypeConfig::err_from_string(e));
         let dir = TempDir::new().map_err(|e| fail(&e))?;
-        let db = open_db(&dir.path().join("raft-log")).map_err(|e| fail(&e))?;
+        let db = open_db(dir.path().join("raft-log")).map_err(|e| fail(&e))?;
         let log_store = RocksLogStore::new(db);
-        let state_machine = LedgerStore::open(&dir.path().join("snapshots")).map_err(|e| fail(&e))?;
+        let state_machine =
+            LedgerStore::open(&dir.path().join("snapshots")).map_err(|e| fail(&e))?;
         Ok((dir, log_store, state_machine))
     }
 }

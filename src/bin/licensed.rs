@@ -9,11 +9,11 @@ use licensed::app::App;
 use licensed::borrow::document::LicenseSigner;
 use licensed::borrow::pool::{parse_pool, Pool};
 use licensed::config::Config;
-use licensed::raft::node::{self, NodeOptions};
 use licensed::raft::membership::{self, AddRequest};
+use licensed::raft::node::{self, NodeOptions};
 use licensed::raft::{cluster, peer_api, NodeAddr};
-use licensed::state::Bootstrap;
 use licensed::server::{self, ApiState};
+use licensed::state::Bootstrap;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -65,7 +65,11 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let peer_routes = peer_api::router(node.raft.clone())
-        .merge(cluster::router(node.raft.clone(), config.node_id, addr.clone()))
+        .merge(cluster::router(
+            node.raft.clone(),
+            config.node_id,
+            addr.clone(),
+        ))
         .merge(membership::router(node.raft.clone()));
     let raft_server = axum::serve(raft_listener, peer_routes);
     let raft_task = tokio::spawn(async move { raft_server.await });
@@ -74,9 +78,15 @@ async fn main() -> anyhow::Result<()> {
     // id of --peers). Bootstrap is idempotent, so a retry after a crash is harmless.
     let creator = match (&peers, &config.join) {
         (Some(peers), _) => {
-            if membership::bootstrap_static(&node.raft, config.node_id, &addr, peers, Duration::from_secs(300))
-                .await
-                .map_err(|e| anyhow::anyhow!("cluster bootstrap: {e}"))?
+            if membership::bootstrap_static(
+                &node.raft,
+                config.node_id,
+                &addr,
+                peers,
+                Duration::from_secs(300),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster bootstrap: {e}"))?
             {
                 tracing::info!(members = peers.len(), "created a new cluster");
             }
@@ -120,7 +130,11 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
         if loaded {
-            tracing::info!(licenses = count, key_id = signer.key_id(), "license pool loaded");
+            tracing::info!(
+                licenses = count,
+                key_id = signer.key_id(),
+                "license pool loaded"
+            );
         }
     } else if config.pool.is_some() {
         tracing::info!("the cluster already has a ledger; --pool is ignored");

@@ -41,7 +41,9 @@ pub struct BorrowRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum BorrowError {
     /// Code 32: the license is fully borrowed at some instant of the interval.
-    #[error("all {count} seat(s) of {feature}/{uuid} are borrowed at some instant of [{from}, {until})")]
+    #[error(
+        "all {count} seat(s) of {feature}/{uuid} are borrowed at some instant of [{from}, {until})"
+    )]
     NotAvailable {
         /// Feature of the license.
         feature: String,
@@ -251,28 +253,106 @@ mod tests {
         let found = Some((&lic, &index));
         let max = 30 * DAY;
         // 3: reversed, empty, in the past, backdated too far, too long
-        assert_eq!(code(decide(&request(Some(NOW + 10), Some(NOW + 5)), NOW, found, max)), 35);
-        assert_eq!(code(decide(&request(Some(NOW + 10), Some(NOW + 10)), NOW, found, max)), 35);
-        assert_eq!(code(decide(&request(Some(NOW - 20), Some(NOW)), NOW, found, max)), 35);
-        assert_eq!(code(decide(&request(Some(NOW - 2 * DAY), Some(NOW + 10)), NOW, found, max)), 35);
-        assert_eq!(code(decide(&request(None, Some(NOW + 31 * DAY)), NOW, found, max)), 35);
+        assert_eq!(
+            code(decide(
+                &request(Some(NOW + 10), Some(NOW + 5)),
+                NOW,
+                found,
+                max
+            )),
+            35
+        );
+        assert_eq!(
+            code(decide(
+                &request(Some(NOW + 10), Some(NOW + 10)),
+                NOW,
+                found,
+                max
+            )),
+            35
+        );
+        assert_eq!(
+            code(decide(&request(Some(NOW - 20), Some(NOW)), NOW, found, max)),
+            35
+        );
+        assert_eq!(
+            code(decide(
+                &request(Some(NOW - 2 * DAY), Some(NOW + 10)),
+                NOW,
+                found,
+                max
+            )),
+            35
+        );
+        assert_eq!(
+            code(decide(
+                &request(None, Some(NOW + 31 * DAY)),
+                NOW,
+                found,
+                max
+            )),
+            35
+        );
         // 3 wins over 4: an invalid interval on an unknown license is still 35
-        assert_eq!(code(decide(&request(Some(NOW + 10), Some(NOW + 5)), NOW, None, max)), 35);
+        assert_eq!(
+            code(decide(
+                &request(Some(NOW + 10), Some(NOW + 5)),
+                NOW,
+                None,
+                max
+            )),
+            35
+        );
         // 4
-        assert_eq!(code(decide(&request(None, Some(NOW + DAY)), NOW, None, max)), 34);
+        assert_eq!(
+            code(decide(&request(None, Some(NOW + DAY)), NOW, None, max)),
+            34
+        );
         // 5: ending after expiry is 33, starting before validity is 35
         let mut short = license(1);
         short.valid_until = Some(NOW + DAY);
-        assert_eq!(code(decide(&request(None, Some(NOW + 2 * DAY)), NOW, Some((&short, &index)), max)), 33);
+        assert_eq!(
+            code(decide(
+                &request(None, Some(NOW + 2 * DAY)),
+                NOW,
+                Some((&short, &index)),
+                max
+            )),
+            33
+        );
         let mut late = license(1);
         late.valid_from = Some(NOW + DAY);
-        assert_eq!(code(decide(&request(None, Some(NOW + 2 * DAY)), NOW, Some((&late, &index)), max)), 35);
+        assert_eq!(
+            code(decide(
+                &request(None, Some(NOW + 2 * DAY)),
+                NOW,
+                Some((&late, &index)),
+                max
+            )),
+            35
+        );
         // 6
         let mut full = CapacityIndex::new();
         full.insert(NOW, NOW + DAY);
-        assert_eq!(code(decide(&request(None, Some(NOW + 2 * DAY)), NOW, Some((&lic, &full)), max)), 32);
+        assert_eq!(
+            code(decide(
+                &request(None, Some(NOW + 2 * DAY)),
+                NOW,
+                Some((&lic, &full)),
+                max
+            )),
+            32
+        );
         // touching is fine (half-open)
-        assert_eq!(code(decide(&request(Some(NOW + DAY), Some(NOW + 2 * DAY)), NOW, Some((&lic, &full)), max)), 0);
+        assert_eq!(
+            code(decide(
+                &request(Some(NOW + DAY), Some(NOW + 2 * DAY)),
+                NOW,
+                Some((&lic, &full)),
+                max
+            )),
+            0
+        );
     }
 
     #[test]
@@ -280,10 +360,22 @@ mod tests {
         let lic = license(1);
         let index = CapacityIndex::new();
         let granted = decide(&request(None, None), NOW, Some((&lic, &index)), 30 * DAY).unwrap();
-        assert_eq!(granted, Granted { from: NOW, until: NOW + 30 * DAY });
+        assert_eq!(
+            granted,
+            Granted {
+                from: NOW,
+                until: NOW + 30 * DAY
+            }
+        );
         let mut own_limit = license(1);
         own_limit.max_borrow_secs = Some(DAY);
-        let granted = decide(&request(None, None), NOW, Some((&own_limit, &index)), 30 * DAY).unwrap();
+        let granted = decide(
+            &request(None, None),
+            NOW,
+            Some((&own_limit, &index)),
+            30 * DAY,
+        )
+        .unwrap();
         assert_eq!(granted.until, NOW + DAY);
     }
 

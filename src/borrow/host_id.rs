@@ -85,13 +85,22 @@ mod tests {
 
     #[test]
     fn accepts_mac_in_either_case_and_stores_upper_case() {
-        assert_eq!(HostId::parse("MAC:2C549188C9E3").unwrap().as_str(), "MAC:2C549188C9E3");
-        assert_eq!(HostId::parse("mac:2c549188c9e3").unwrap().as_str(), "MAC:2C549188C9E3");
+        assert_eq!(
+            HostId::parse("MAC:2C549188C9E3").unwrap().as_str(),
+            "MAC:2C549188C9E3"
+        );
+        assert_eq!(
+            HostId::parse("mac:2c549188c9e3").unwrap().as_str(),
+            "MAC:2C549188C9E3"
+        );
     }
 
     #[test]
     fn accepts_dongle_ids() {
-        assert_eq!(HostId::parse("CM:3-1234567890").unwrap().as_str(), "CM:3-1234567890");
+        assert_eq!(
+            HostId::parse("CM:3-1234567890").unwrap().as_str(),
+            "CM:3-1234567890"
+        );
     }
 
     #[test]

@@ -60,19 +60,29 @@ impl License {
         if !FEATURES.contains(&self.key.feature.as_str()) {
             return fail(
                 "feature",
-                format!("{:?} is not one of {}", self.key.feature, FEATURES.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.key.feature,
+                    FEATURES.join(", ")
+                ),
             );
         }
         if !is_identifier(&self.key.uuid) {
             return fail(
                 "uuid",
-                format!("{:?} must be 1 to 128 printable characters without spaces", self.key.uuid),
+                format!(
+                    "{:?} must be 1 to 128 printable characters without spaces",
+                    self.key.uuid
+                ),
             );
         }
         if !is_identifier(&self.version) {
             return fail(
                 "version",
-                format!("{:?} must be 1 to 128 printable characters without spaces", self.version),
+                format!(
+                    "{:?} must be 1 to 128 printable characters without spaces",
+                    self.version
+                ),
             );
         }
         if !EDITIONS.contains(&self.edition.as_str()) {

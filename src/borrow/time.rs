@@ -32,7 +32,11 @@ pub struct DateError {
 
 /// Parses an ISO-8601 date-time with `Z` or an offset (fractional seconds allowed and
 /// dropped), or a plain `YYYY-MM-DD` date interpreted by `role`.
-pub fn parse_instant(text: &str, role: DateRole, field: &'static str) -> Result<Instant, DateError> {
+pub fn parse_instant(
+    text: &str,
+    role: DateRole,
+    field: &'static str,
+) -> Result<Instant, DateError> {
     let refuse = || DateError {
         field,
         given: truncate_for_message(text),
@@ -88,9 +92,18 @@ mod tests {
         assert_eq!(parse("2025-12-01T10:00:00+02:00", DateRole::Start), base);
         assert_eq!(parse("2025-12-01T10:00:00+0200", DateRole::Start), base);
         assert_eq!(parse("2025-12-01T08:00:00.750Z", DateRole::Start), base);
-        assert_eq!(parse("2025-12-01T08:00:00.123456789+00:00", DateRole::Start), base);
-        assert_eq!(format_instant(parse("2025-12-01", DateRole::Start)), "2025-12-01T00:00:00Z");
-        assert_eq!(format_instant(parse("2025-12-01", DateRole::End)), "2025-12-01T23:59:59Z");
+        assert_eq!(
+            parse("2025-12-01T08:00:00.123456789+00:00", DateRole::Start),
+            base
+        );
+        assert_eq!(
+            format_instant(parse("2025-12-01", DateRole::Start)),
+            "2025-12-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_instant(parse("2025-12-01", DateRole::End)),
+            "2025-12-01T23:59:59Z"
+        );
     }
 
     #[test]
@@ -104,7 +117,10 @@ mod tests {
             "2025-12-01T25:00:00Z",
             "12/01/2025",
         ] {
-            assert!(parse_instant(bad, DateRole::Start, "validFrom").is_err(), "{bad:?}");
+            assert!(
+                parse_instant(bad, DateRole::Start, "validFrom").is_err(),
+                "{bad:?}"
+            );
         }
     }
 

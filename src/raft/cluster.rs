@@ -210,8 +210,13 @@ impl ClusterClient {
     }
 
     /// Asks `leader` for a read index.
-    pub async fn read_index(&self, leader: &NodeAddr, timeout: Duration) -> Result<u64, ClusterError> {
-        let answer: Result<u64, ClusterError> = self.post(leader, READ_INDEX_PATH, &(), timeout).await?;
+    pub async fn read_index(
+        &self,
+        leader: &NodeAddr,
+        timeout: Duration,
+    ) -> Result<u64, ClusterError> {
+        let answer: Result<u64, ClusterError> =
+            self.post(leader, READ_INDEX_PATH, &(), timeout).await?;
         answer
     }
 

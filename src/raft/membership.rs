@@ -25,7 +25,7 @@ pub const REMOVE_PATH: &str = "/cluster/admin/remove";
 /// Hand leadership to a node.
 pub const TRANSFER_PATH: &str = "/cluster/admin/transfer-leader";
 /// A follower that acknowledged the leader this recently counts as healthy.
-const HEALTHY_WITHIN: Duration = Duration::from_secs(3);
+const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
 
 /// The cluster as this node sees it.
 pub const STATUS_PATH: &str = "/cluster/admin/status";
@@ -33,7 +33,11 @@ pub const STATUS_PATH: &str = "/cluster/admin/status";
 /// `--peers 1=host:port,2=host:port,...`: the voters of a new cluster by id and Raft address.
 pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut peers = BTreeMap::new();
-    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         let (id, addr) = item
             .split_once('=')
             .ok_or_else(|| format!("{item:?}: expected ID=HOST:PORT"))?;
@@ -93,7 +97,10 @@ pub async fn bootstrap_static(
             ));
         }
         if info.initialized {
-            tracing::warn!(peer = id, "peer already belongs to a cluster; not creating a new one");
+            tracing::warn!(
+                peer = id,
+                "peer already belongs to a cluster; not creating a new one"
+            );
             return Ok(false);
         }
         members.insert(id, info.addr);
@@ -146,6 +153,8 @@ pub struct MemberStatus {
     pub matched: Option<u64>,
     /// Entries it is behind the leader's last log.
     pub lag: Option<u64>,
+    /// Milliseconds since it last acknowledged the leader (leader's view only).
+    pub last_ack_ms: Option<u64>,
 }
 
 /// The cluster as one node sees it.
@@ -186,13 +195,22 @@ pub fn status(raft: &Raft) -> ClusterStatus {
                 .as_ref()
                 .and_then(|replication| replication.get(id))
                 .and_then(|log_id| log_id.as_ref().map(|log_id| log_id.index()))
-                .or_else(|| (Some(*id) == metrics.current_leader).then_some(last).flatten());
+                .or_else(|| {
+                    (Some(*id) == metrics.current_leader)
+                        .then_some(last)
+                        .flatten()
+                });
             MemberStatus {
                 id: *id,
                 addr: addr.clone(),
                 voter: voters.contains(id),
                 matched,
                 lag: matched.zip(last).map(|(m, l)| l.saturating_sub(m)),
+                last_ack_ms: metrics
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|beats| beats.get(id).cloned().flatten())
+                    .map(|acked| acked.elapsed().as_millis() as u64),
             }
         })
         .collect();
@@ -215,18 +233,29 @@ async fn add_on_leader(raft: &Raft, request: &AddRequest) -> Result<String, Stri
     let info = client
         .info(&request.raft_addr, Duration::from_secs(3))
         .await
-        .map_err(|e| format!("cannot reach node {} at {}: {e}", request.id, request.raft_addr))?;
+        .map_err(|e| {
+            format!(
+                "cannot reach node {} at {}: {e}",
+                request.id, request.raft_addr
+            )
+        })?;
     if info.id != request.id {
-        return Err(format!("{} is node {}, not {}", request.raft_addr, info.id, request.id));
+        return Err(format!(
+            "{} is node {}, not {}",
+            request.raft_addr, info.id, request.id
+        ));
     }
     // Learner first: it receives the log (or a snapshot) without counting towards the
     // quorum; `blocking` waits until it has caught up.
     raft.add_learner(request.id, info.addr, true)
         .await
         .map_err(|e| e.to_string())?;
-    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([request.id])), false)
-        .await
-        .map_err(|e| e.to_string())?;
+    raft.change_membership(
+        ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),
+        false,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(format!("node {} is a voter", request.id))
 }
 
@@ -235,7 +264,11 @@ async fn remove_on_leader(raft: &Raft, request: &RemoveRequest) -> Result<String
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     if voters.contains(&request.id) {
-        let remaining: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != request.id).collect();
+        let remaining: BTreeSet<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != request.id)
+            .collect();
         if remaining.is_empty() {
             return Err("cannot remove the last voter".to_string());
         }
@@ -259,13 +292,27 @@ async fn remove_on_leader(raft: &Raft, request: &RemoveRequest) -> Result<String
                 remaining.len()
             ));
         }
-        raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([request.id])), false)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([request.id])), false)
+        raft.change_membership(
+            ChangeMembers::RemoveVoters(BTreeSet::from([request.id])),
+            false,
+        )
         .await
         .map_err(|e| e.to_string())?;
+    }
+    // A removed voter may stay as a learner; drop it from the membership altogether.
+    let still_member = metrics_of(raft)
+        .membership_config
+        .membership()
+        .get_node(&request.id)
+        .is_some();
+    if still_member {
+        raft.change_membership(
+            ChangeMembers::RemoveNodes(BTreeSet::from([request.id])),
+            false,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
     Ok(format!("node {} removed", request.id))
 }
 
@@ -289,16 +336,13 @@ pub async fn step_down(raft: &Raft) {
         return;
     }
     let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-    let best = metrics
-        .replication
-        .as_ref()
-        .and_then(|replication| {
-            replication
-                .iter()
-                .filter(|(id, _)| **id != metrics.id && voters.contains(id))
-                .max_by_key(|(_, matched)| matched.as_ref().map(|log_id| log_id.index()))
-                .map(|(id, _)| *id)
-        });
+    let best = metrics.replication.as_ref().and_then(|replication| {
+        replication
+            .iter()
+            .filter(|(id, _)| **id != metrics.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.as_ref().map(|log_id| log_id.index()))
+            .map(|(id, _)| *id)
+    });
     if let Some(to) = best {
         tracing::info!(to, "handing leadership over before shutdown");
         if let Err(e) = transfer_on_leader(raft, &TransferRequest { to }).await {
@@ -339,7 +383,11 @@ where
         None => Err(ClusterError::NotLeader { leader: None }.to_string()),
     };
     match answer {
-        Ok(message) => (StatusCode::OK, Json(serde_json::json!({ "ok": true, "message": message }))).into_response(),
+        Ok(message) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ok": true, "message": message })),
+        )
+            .into_response(),
         Err(reason) => (
             StatusCode::CONFLICT,
             Json(serde_json::json!({ "ok": false, "reason": reason })),
@@ -348,7 +396,11 @@ where
     }
 }
 
-async fn forward_admin<Req: Serialize>(leader: &NodeAddr, path: &str, request: &Req) -> Result<String, String> {
+async fn forward_admin<Req: Serialize>(
+    leader: &NodeAddr,
+    path: &str,
+    request: &Req,
+) -> Result<String, String> {
     let response = reqwest::Client::new()
         .post(format!("http://{}{path}", leader.raft_addr))
         .timeout(Duration::from_secs(60))
@@ -371,16 +423,28 @@ async fn add_route(State(state): State<AdminState>, Json(request): Json<AddReque
     .await
 }
 
-async fn remove_route(State(state): State<AdminState>, Json(request): Json<RemoveRequest>) -> Response {
-    on_leader(&state.raft, REMOVE_PATH, request, |raft, request| async move {
-        remove_on_leader(&raft, &request).await
-    })
+async fn remove_route(
+    State(state): State<AdminState>,
+    Json(request): Json<RemoveRequest>,
+) -> Response {
+    on_leader(
+        &state.raft,
+        REMOVE_PATH,
+        request,
+        |raft, request| async move { remove_on_leader(&raft, &request).await },
+    )
     .await
 }
 
-async fn transfer_route(State(state): State<AdminState>, Json(request): Json<TransferRequest>) -> Response {
-    on_leader(&state.raft, TRANSFER_PATH, request, |raft, request| async move {
-        transfer_on_leader(&raft, &request).await
-    })
+async fn transfer_route(
+    State(state): State<AdminState>,
+    Json(request): Json<TransferRequest>,
+) -> Response {
+    on_leader(
+        &state.raft,
+        TRANSFER_PATH,
+        request,
+        |raft, request| async move { transfer_on_leader(&raft, &request).await },
+    )
     .await
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use openraft::{Config as RaftConfig, SnapshotPolicy};
 
-
 use super::log_store::{open_db, RocksLogStore};
 use super::network::PeerNetwork;
 use super::state_machine::{LedgerStore, SharedLedger};
@@ -70,8 +69,8 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     let db = open_db(&log_dir).map_err(|e| storage_error(&log_dir, e.to_string()))?;
     let log_store = RocksLogStore::<TypeConfig>::new(db);
     let snapshot_dir = options.data_dir.join("snapshots");
-    let state_machine =
-        LedgerStore::open(&snapshot_dir).map_err(|e| storage_error(&snapshot_dir, e.to_string()))?;
+    let state_machine = LedgerStore::open(&snapshot_dir)
+        .map_err(|e| storage_error(&snapshot_dir, e.to_string()))?;
     let ledger = state_machine.ledger();
 
     let config = RaftConfig {

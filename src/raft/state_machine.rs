@@ -33,11 +33,15 @@ impl SharedLedger {
     /// Read access. A poisoned lock means an apply panicked mid-way; the ledger is still
     /// the last consistent one openraft saw, so reads go on.
     pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Ledger> {
-        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -85,14 +89,18 @@ impl LedgerStore {
         let snapshot = decode_ledger(data)?;
         *self.ledger.write() = Ledger::from_snapshot(snapshot);
         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
-        applied.log_id = meta.last_log_id.clone();
+        applied.log_id = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         Ok(())
     }
 
     fn snapshot_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
         let name = match &meta.last_log_id {
-            Some(log_id) => format!("{:020}-{}.snap", log_id.index(), log_id.committed_leader_id()),
+            Some(log_id) => format!(
+                "{:020}-{}.snap",
+                log_id.index(),
+                log_id.committed_leader_id()
+            ),
             None => "00000000000000000000-none.snap".to_string(),
         };
         self.snapshot_dir.join(name)
@@ -101,8 +109,8 @@ impl LedgerStore {
     /// Writes a snapshot atomically (temp file, fsync, rename, fsync dir) and keeps only
     /// the newest two, so a crash mid-write never leaves a half snapshot as the newest.
     fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
-        let header = serde_json::to_vec(&SnapshotHeader { meta: meta.clone() })
-            .map_err(io::Error::other)?;
+        let header =
+            serde_json::to_vec(&SnapshotHeader { meta: meta.clone() }).map_err(io::Error::other)?;
         let path = self.snapshot_path(meta);
         let temp = path.with_extension("tmp");
         {
@@ -140,10 +148,19 @@ impl LedgerStore {
             return Ok(None);
         };
         let bytes = fs::read(self.snapshot_dir.join(&newest))?;
-        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {newest}: {what}"));
-        let (len, rest) = bytes.split_at_checked(8).ok_or_else(|| invalid("truncated"))?;
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot {newest}: {what}"),
+            )
+        };
+        let (len, rest) = bytes
+            .split_at_checked(8)
+            .ok_or_else(|| invalid("truncated"))?;
         let len = u64::from_be_bytes(len.try_into().map_err(|_| invalid("truncated"))?) as usize;
-        let (header, data) = rest.split_at_checked(len).ok_or_else(|| invalid("truncated"))?;
+        let (header, data) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| invalid("truncated"))?;
         let header: SnapshotHeader =
             serde_json::from_slice(header).map_err(|e| invalid(&e.to_string()))?;
         Ok(Some((header.meta, data.to_vec())))
@@ -168,7 +185,11 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         // which apply also holds while it changes either.
         let (snapshot, meta) = {
             let ledger = self.ledger.read();
-            let applied = self.applied.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let applied = self
+                .applied
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let meta = SnapshotMetaOf::<TypeConfig> {
                 last_log_id: applied.log_id,
                 last_membership: applied.membership,
@@ -200,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let applied = self.applied.read().unwrap_or_else(|p| p.into_inner());
-        Ok((applied.log_id.clone(), applied.membership.clone()))
+        Ok((applied.log_id, applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -215,12 +236,17 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
                     EntryPayload::Blank => Outcome::Nothing,
                     EntryPayload::Membership(membership) => {
                         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
-                        applied.membership =
-                            StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership.clone());
+                        applied.membership = StoredMembershipOf::<TypeConfig>::new(
+                            Some(entry.log_id),
+                            membership.clone(),
+                        );
                         Outcome::Nothing
                     }
                 };
-                self.applied.write().unwrap_or_else(|p| p.into_inner()).log_id = Some(entry.log_id);
+                self.applied
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .log_id = Some(entry.log_id);
                 outcome
             };
             if let Some(responder) = responder {
@@ -256,9 +282,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        Ok(self.read_newest_snapshot()?.map(|(meta, data)| SnapshotOf::<TypeConfig, SnapshotData> {
-            meta,
-            snapshot: Cursor::new(data),
-        }))
+        Ok(self.read_newest_snapshot()?.map(
+            |(meta, data)| SnapshotOf::<TypeConfig, SnapshotData> {
+                meta,
+                snapshot: Cursor::new(data),
+            },
+        ))
     }
 }

@@ -20,7 +20,10 @@ pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
             } else {
                 format!("the body is not valid JSON: {e}")
             };
-            return Some(error_response(Value::Null, &RpcError::new(PARSE_ERROR, reason)));
+            return Some(error_response(
+                Value::Null,
+                &RpcError::new(PARSE_ERROR, reason),
+            ));
         }
     };
     match parsed {
@@ -32,7 +35,10 @@ pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
             Value::Null,
             &RpcError::new(
                 INVALID_REQUEST,
-                format!("batch of {} requests; at most {MAX_BATCH} per batch", items.len()),
+                format!(
+                    "batch of {} requests; at most {MAX_BATCH} per batch",
+                    items.len()
+                ),
             ),
         )),
         Value::Array(items) => {
@@ -82,13 +88,18 @@ fn validate(object: &Map<String, Value>) -> Result<(Option<Value>, &str), Invali
         Some(id @ (Value::Null | Value::String(_))) => Some(id.clone()),
         // Integers beyond 64 bits would come back rounded; refuse them rather than echo
         // a different id.
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9.0e15) => {
+        Some(Value::Number(n))
+            if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 9.0e15) =>
+        {
             Some(Value::Number(n.clone()))
         }
         Some(_) => {
             return Err((
                 Value::Null,
-                RpcError::new(INVALID_REQUEST, "id must be a string, an integer within 64 bits, or null"),
+                RpcError::new(
+                    INVALID_REQUEST,
+                    "id must be a string, an integer within 64 bits, or null",
+                ),
             ))
         }
     };

@@ -38,12 +38,18 @@ pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Val
 }
 
 fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
-    serde_json::to_value(value).map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
+    serde_json::to_value(value)
+        .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
 }
 
 async fn list_licenses(app: &App, _params: Params<'_>) -> Result<Value, RpcError> {
     let listings = app.licenses().await?;
-    to_json(listings.into_iter().map(LicenseInfo::from).collect::<Vec<_>>())
+    to_json(
+        listings
+            .into_iter()
+            .map(LicenseInfo::from)
+            .collect::<Vec<_>>(),
+    )
 }
 
 async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {

@@ -49,7 +49,7 @@ pub enum Outcome {
     /// `Bootstrap` applied (`true`) or ignored because the ledger was already set up.
     Bootstrapped(bool),
     /// The borrow decision.
-    Borrow(Result<BorrowRecord, BorrowError>),
+    Borrow(Result<Box<BorrowRecord>, BorrowError>),
 }
 
 /// One line for Raft's logs: what the entry does, without secrets or client text.

@@ -108,7 +108,7 @@ impl Ledger {
                 request,
             } => {
                 let now = self.advance_clock(*now);
-                Outcome::Borrow(self.borrow(now, *borrow_id, request))
+                Outcome::Borrow(self.borrow(now, *borrow_id, request).map(Box::new))
             }
         }
     }

@@ -113,7 +113,10 @@ impl Server {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
-            Some(child) => child.try_wait().map(|status| status.is_none()).unwrap_or(false),
+            Some(child) => child
+                .try_wait()
+                .map(|status| status.is_none())
+                .unwrap_or(false),
             None => false,
         }
     }
@@ -173,7 +176,10 @@ impl Server {
             .send()
             .await
             .expect("request");
-        (response.status().as_u16(), response.text().await.expect("body"))
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
     }
 }
 
