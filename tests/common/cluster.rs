@@ -2,7 +2,6 @@
 //! data dir and ports, and the means to kill, pause, restart and add them.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -101,7 +100,7 @@ impl Cluster {
     }
 
     /// Spawns node `i`; the receiver yields once it prints that it is listening.
-    fn spawn(&mut self, i: usize) -> mpsc::Receiver<()> {
+    fn spawn(&mut self, i: usize) -> mpsc::Receiver<String> {
         let node = &mut self.nodes[i];
         let mut child = Command::new(env!("CARGO_BIN_EXE_licensed"))
             .args(["--node-id", &node.id.to_string()])
@@ -117,15 +116,7 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start licensed");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("licensed listening on ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
+        let rx = super::listening_url(&mut child);
         node.child = Some(child);
         node.paused = false;
         rx
@@ -170,7 +161,7 @@ impl Cluster {
     }
 
     /// Starts node `i` again without waiting for readiness.
-    pub fn restart_no_wait(&mut self, i: usize) -> mpsc::Receiver<()> {
+    pub fn restart_no_wait(&mut self, i: usize) -> mpsc::Receiver<String> {
         self.kill9(i);
         self.spawn(i)
     }

@@ -71,15 +71,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start licensed");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("licensed listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
+        let rx = listening_url(&mut child);
         let url = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("licensed did not report its address in time");
@@ -87,10 +79,6 @@ impl Server {
         self.api_addr = addr;
         self.url = url;
         self.child = Some(child);
-        // Keep the Raft port across restarts too.
-        if self.raft_addr.ends_with(":0") {
-            self.raft_addr = "127.0.0.1:0".into();
-        }
     }
 
     /// SIGKILL: no shutdown, no flush — what a crash or power cut leaves.
@@ -187,6 +175,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Watches a child's stdout for `licensed listening on URL`; the receiver yields the URL.
+pub fn listening_url(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("licensed listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    rx
 }
 
 /// The error code of a response, panicking when it is a success.
