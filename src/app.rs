@@ -45,6 +45,9 @@ pub enum AppError {
     /// No retained borrow has this id (code 34).
     #[error("no borrow with borrowId {0}")]
     BorrowNotFound(Uuid),
+    /// A `requestId` came back with a different request (invalid params).
+    #[error("{0}")]
+    RequestIdReused(String),
     /// The cluster cannot answer safely right now: no leader, no quorum, or too slow.
     /// Retriable.
     #[error("{0}")]
@@ -65,11 +68,13 @@ pub struct App {
 impl App {
     /// Wraps a started node. `request_timeout` bounds every wait on the cluster.
     pub fn new(node: Node, request_timeout: Duration) -> Result<App, AppError> {
+        let peers = ClusterClient::new(node.routes.clone())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         Ok(App {
             node,
             request_timeout,
             signer: OnceLock::new(),
-            peers: ClusterClient::new().map_err(|e| AppError::Internal(e.to_string()))?,
+            peers,
         })
     }
 
@@ -80,16 +85,34 @@ impl App {
 
     /// Borrows a license: proposes the borrow to the log and waits for its apply.
     #[tracing::instrument(level = "debug", skip_all, fields(feature = %request.key.feature, uuid = %request.key.uuid))]
-    pub async fn borrow(&self, request: BorrowRequest) -> Result<IssuedLicense, AppError> {
+    /// With a `request_id`, a repeated call answers the first call's outcome.
+    pub async fn borrow(
+        &self,
+        request: BorrowRequest,
+        request_id: Option<String>,
+    ) -> Result<IssuedLicense, AppError> {
         let proposal = Proposal::Borrow {
             borrow_id: Uuid::new_v4(),
             request,
+            request_id,
         };
         match self.propose(proposal).await? {
             Outcome::Borrow(Ok(record)) => self.issue(&record),
             Outcome::Borrow(Err(refusal)) => Err(AppError::Borrow(refusal)),
+            Outcome::RequestIdReused(reason) => Err(AppError::RequestIdReused(reason)),
             other => Err(AppError::Internal(format!(
                 "unexpected outcome of a borrow: {other:?}"
+            ))),
+        }
+    }
+
+    /// Gives a borrow back early (`ReturnLicenseV1`); returns the borrow as it now stands.
+    pub async fn give_back(&self, borrow_id: Uuid) -> Result<BorrowRecord, AppError> {
+        match self.propose(Proposal::Return { borrow_id }).await? {
+            Outcome::Returned(Ok(record)) => Ok(*record),
+            Outcome::Returned(Err(_)) => Err(AppError::BorrowNotFound(borrow_id)),
+            other => Err(AppError::Internal(format!(
+                "unexpected outcome of a return: {other:?}"
             ))),
         }
     }
@@ -130,7 +153,9 @@ impl App {
                     leader: Some((leader, addr)),
                 }) if leader != self.node.id => {
                     let remaining = deadline.saturating_duration_since(Deadline::now());
-                    self.peers.forward(&addr, &proposal, remaining).await
+                    self.peers
+                        .forward((leader, &addr), &proposal, remaining)
+                        .await
                 }
                 other => other,
             };
@@ -187,6 +212,12 @@ impl App {
     /// the call: the leader confirms its leadership with a quorum (read index), then this
     /// node waits until it has applied up to that index.
     async fn linearize(&self) -> Result<(), AppError> {
+        // Chaos builds only: a deliberately broken mode that answers reads from the local
+        // ledger, stale on a lagging or cut-off node, to prove the chaos checker notices.
+        #[cfg(feature = "failpoints")]
+        if std::env::var("LICENSED_BROKEN").as_deref() == Ok("stale-reads") {
+            return Ok(());
+        }
         tokio::time::timeout(self.request_timeout, self.linearize_until())
             .await
             .map_err(|_| self.timeout_error("a linearizable read", "timed out"))?
@@ -201,7 +232,7 @@ impl App {
                     leader: Some((leader, addr)),
                 }) if leader != self.node.id => {
                     let remaining = deadline.saturating_duration_since(Deadline::now());
-                    self.peers.read_index(&addr, remaining).await
+                    self.peers.read_index((leader, &addr), remaining).await
                 }
                 other => other,
             };

@@ -293,6 +293,12 @@ impl RpcClient {
             .await
     }
 
+    /// `ReturnLicenseV1` (extension): the borrow as it stands after the return.
+    pub async fn return_license(&self, borrow_id: &str) -> Result<Value, RpcCallError> {
+        self.call("ReturnLicenseV1", json!({ "borrowId": borrow_id }))
+            .await
+    }
+
     /// `GET /public-key`, as raw JSON.
     pub async fn public_key_json(&self) -> Result<Value, RpcCallError> {
         let url = format!("{}{PUBLIC_KEY_PATH}", self.base_url);

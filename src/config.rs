@@ -53,6 +53,20 @@ pub struct Config {
     #[arg(long, env = "LICENSED_JOIN")]
     pub join: Option<String>,
 
+    /// Dial `HOST:PORT` instead of the membership's address for peer `ID` (repeatable:
+    /// `--peer-route 2=10.1.0.7:22023`), for NAT, multi-homed hosts or a proxy on one link.
+    #[arg(
+        long = "peer-route",
+        env = "LICENSED_PEER_ROUTES",
+        value_delimiter = ','
+    )]
+    pub peer_routes: Vec<String>,
+
+    /// Bearer token required by the cluster admin changes (add, remove, transfer-leader) on
+    /// the Raft port. Give every node the same one. Unset: the Raft port must be private.
+    #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Raft address other nodes use to reach this one (default: the bound `--raft-listen`).
     #[arg(long, env = "LICENSED_ADVERTISE_RAFT")]
     pub advertise_raft: Option<String>,

@@ -13,6 +13,7 @@
 //! - [`config`]: flags and environment.
 //! - [`client`]: a small JSON-RPC client used by `licensectl`, tests and benchmarks.
 
+pub mod admin_client;
 pub mod app;
 pub mod borrow;
 pub mod client;

@@ -502,3 +502,62 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     );
     assert_all_present(&cluster, &[0, 1, 2], &acked).await;
 }
+
+/// Runs `licensectl cluster --node RAFT ARGS...`; returns (exit code, stdout + stderr).
+fn licensectl_cluster(raft_addr: &str, token: Option<&str>, args: &[&str]) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_licensectl"));
+    command
+        .args(["cluster", "--node", raft_addr])
+        .env_remove("LICENSED_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.args(["--admin-token", token]);
+    }
+    let output = command.args(args).output().expect("run licensectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn licensectl_cluster_shows_status_and_changes_need_the_admin_token() {
+    let cluster = Cluster::start(
+        3,
+        POOL,
+        &[
+            "--request-timeout-ms",
+            TIMEOUT_MS,
+            "--admin-token",
+            "s3cret",
+        ],
+    );
+    let leader = cluster.leader().await;
+    let other = (leader + 1) % 3;
+    let via = &cluster.nodes[other].raft_addr;
+
+    let (code, status) = licensectl_cluster(via, None, &["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains(&format!("leader {}", cluster.nodes[leader].id)),
+        "{status}"
+    );
+    assert_eq!(status.matches("voter").count(), 3, "{status}");
+
+    let target = cluster.nodes[other].id.to_string();
+    let (code, refused) = licensectl_cluster(via, None, &["transfer-leader", &target]);
+    assert_eq!(code, 1, "{refused}");
+    assert!(refused.contains("admin token"), "{refused}");
+    let (code, refused) = licensectl_cluster(via, Some("wrong"), &["transfer-leader", &target]);
+    assert_eq!(code, 1, "{refused}");
+
+    let (code, moved) = licensectl_cluster(via, Some("s3cret"), &["transfer-leader", &target]);
+    assert_eq!(code, 0, "{moved}");
+    assert_eq!(cluster.leader().await, other);
+
+    // An unreachable node is a different failure (exit 2) from a refusal.
+    let dead = format!("127.0.0.1:{}", common::cluster::free_port());
+    let (code, unreachable) = licensectl_cluster(&dead, None, &["status"]);
+    assert_eq!(code, 2, "{unreachable}");
+}

@@ -87,7 +87,7 @@ proptest! {
                 valid_until: Some(until),
                 user_info: None,
             };
-            let outcome = ledger.apply(&Command::Borrow { now, borrow_id: Uuid::new_v4(), request });
+            let outcome = ledger.apply(&Command::Borrow { now, borrow_id: Uuid::new_v4(), request, request_id: None });
             let count = licenses[op.license].count as usize;
             let expected_ok = until > now
                 && brute_force_max_overlap(&held[op.license], from, until) < count;

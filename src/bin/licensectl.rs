@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use licensed::admin_client::{render_status, AdminClient, AdminError, DEFAULT_RAFT_ADDR};
 use licensed::borrow::document::{self, LicenseDocument, PublicKey};
 use licensed::borrow::time::{self, DateRole};
 use licensed::client::{
@@ -53,6 +54,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Give a borrow back early; its seat is free at once (ReturnLicenseV1, extension).
+    Return {
+        /// The borrow id returned at borrow time.
+        borrow_id: String,
+    },
     /// Check a license string offline: signature, host id and validity window.
     Verify(VerifyArgs),
     /// Fetch the cluster's public key (prints it, or writes the PEM to --out).
@@ -60,6 +66,46 @@ enum Command {
         /// Write the PEM to this file, for `verify --public-key`.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Cluster administration through a node's Raft port.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Raft address (host:port) of any node; changes are passed on to the leader.
+    #[arg(long, env = "LICENSED_RAFT_ADDR", default_value = DEFAULT_RAFT_ADDR)]
+    node: String,
+    /// The cluster's admin token, when it has one.
+    #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Members, leader, term, log indexes and each member's lag, as this node sees them.
+    Status,
+    /// Add a running node (started with --join or empty) as a learner, then a voter.
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// The new node's Raft address (host:port).
+        raft_addr: String,
+    },
+    /// Remove a node. Refused when it would leave no healthy quorum, unless --force.
+    Remove {
+        /// The node to remove.
+        id: u64,
+        /// Remove even if the remaining voters are not known to form a healthy quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        /// The node that should lead.
+        id: u64,
     },
 }
 
@@ -83,6 +129,10 @@ struct BorrowArgs {
     /// Free text stored with the borrow, e.g. the borrower's name.
     #[arg(long)]
     user_info: Option<String>,
+    /// Idempotency key: repeating the command with the same key borrows at most once
+    /// and prints the first answer.
+    #[arg(long)]
+    request_id: Option<String>,
     /// Write the license string to this file instead of printing it.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -170,7 +220,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 valid_from: args.from,
                 valid_until: args.until,
                 user_info: args.user_info,
-                request_id: None,
+                request_id: args.request_id,
             };
             let params = serde_json::to_value(&params).context("encoding the parameters")?;
             let out = args.out.as_deref();
@@ -181,10 +231,62 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let out = out.as_deref();
             borrowed(&client, "GetBorrowedLicenseV1", params, out, cli.json).await?;
         }
+        Command::Return { borrow_id } => {
+            let result = client.return_license(&borrow_id).await?;
+            if cli.json {
+                print_json(&result);
+            } else {
+                let field = |name: &str| result[name].as_str().unwrap_or("-").to_string();
+                print!(
+                    "{}",
+                    pairs(&[
+                        ("borrowId", &field("borrowId")),
+                        ("validFrom", &field("validFrom")),
+                        ("validUntil", &field("validUntil")),
+                        ("returnedAt", &field("returnedAt")),
+                    ])
+                );
+            }
+        }
         Command::Verify(args) => return verify(&client, args, cli.json).await,
         Command::PublicKey { out } => public_key(&client, out.as_deref(), cli.json).await?,
+        Command::Cluster(args) => return cluster(args, cli.json).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `licensectl cluster ...`.
+async fn cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, Failure> {
+    let admin = AdminClient::new(&args.node, args.admin_token).map_err(admin_failure)?;
+    let outcome = match args.command {
+        ClusterCommand::Status => {
+            let status = admin.status().await.map_err(admin_failure)?;
+            if json {
+                print_json(&serde_json::to_value(&status).context("encoding the status")?);
+            } else {
+                print!("{}", render_status(&status));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ClusterCommand::Add { id, raft_addr } => admin.add(id, &raft_addr).await,
+        ClusterCommand::Remove { id, force } => admin.remove(id, force).await,
+        ClusterCommand::TransferLeader { id } => admin.transfer_leader(id).await,
+    };
+    let message = outcome.map_err(admin_failure)?;
+    if json {
+        print_json(&json!({ "ok": true, "message": message }));
+    } else {
+        println!("{message}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A refused change exits 1, an unreachable node 2, like the client commands.
+fn admin_failure(error: AdminError) -> Failure {
+    match error {
+        AdminError::Refused(reason) => Failure::Refused(format!("refused: {reason}")),
+        other => Failure::Error(other.into()),
+    }
 }
 
 /// Calls a method that returns a `BorrowedLicense`, prints it, writes the license to

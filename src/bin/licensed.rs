@@ -11,6 +11,7 @@ use licensed::borrow::pool::{parse_pool, Pool};
 use licensed::config::Config;
 use licensed::raft::membership::{self, AddRequest};
 use licensed::raft::node::{self, NodeOptions};
+use licensed::raft::routes::PeerRoutes;
 use licensed::raft::{cluster, peer_api, NodeAddr};
 use licensed::server::{self, ApiState};
 use licensed::state::Bootstrap;
@@ -20,6 +21,9 @@ use tokio::net::TcpListener;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_tracing(&config.log_format);
+    // Chaos builds only: crash points from the FAILPOINTS environment variable.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = arm_failpoints();
 
     // Bind first: with port 0 the real ports are only known now, and they go into the
     // membership so that peers can reach us.
@@ -46,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
 
+    let routes =
+        PeerRoutes::parse(&config.peer_routes).map_err(|e| anyhow::anyhow!("--peer-route: {e}"))?;
+
     let pool = match &config.pool {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -62,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_ms: config.heartbeat_ms,
         election_ms: (config.election_min_ms, config.election_max_ms),
         snapshot_every: config.snapshot_every,
+        routes,
     })
     .await?;
     let peer_routes = peer_api::router(node.raft.clone())
@@ -70,7 +78,10 @@ async fn main() -> anyhow::Result<()> {
             config.node_id,
             addr.clone(),
         ))
-        .merge(membership::router(node.raft.clone()));
+        .merge(membership::router(
+            node.raft.clone(),
+            config.admin_token.clone(),
+        ));
     let raft_server = axum::serve(raft_listener, peer_routes);
     let raft_task = tokio::spawn(async move { raft_server.await });
 
@@ -239,4 +250,21 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// Reads `FAILPOINTS` (e.g. `log-append-after=1%panic`) and makes a triggered panic a
+/// process crash, the way a power cut or `kill -9` at that instant would look: a panic in
+/// one task would otherwise leave the process half alive.
+#[cfg(feature = "failpoints")]
+fn arm_failpoints() -> fail::FailScenario<'static> {
+    let scenario = fail::FailScenario::setup();
+    if std::env::var_os("FAILPOINTS").is_some_and(|v| !v.is_empty()) {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::abort();
+        }));
+        tracing::warn!("failpoints armed from FAILPOINTS");
+    }
+    scenario
 }

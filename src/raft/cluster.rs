@@ -22,6 +22,7 @@ use crate::borrow::time::{self, Instant};
 use crate::state::{Bootstrap, Command, Outcome};
 
 use super::network::wire;
+use super::routes::PeerRoutes;
 use super::{metrics_of, NodeAddr, NodeId, Raft};
 
 /// Forward a write to the leader.
@@ -42,6 +43,13 @@ pub enum Proposal {
         borrow_id: Uuid,
         /// The decoded request.
         request: BorrowRequest,
+        /// The client's idempotency key.
+        request_id: Option<String>,
+    },
+    /// See [`Command::Return`].
+    Return {
+        /// The borrow to give back.
+        borrow_id: Uuid,
     },
 }
 
@@ -50,11 +58,17 @@ impl Proposal {
     pub fn stamp(self, now: Instant) -> Command {
         match self {
             Proposal::Bootstrap(bootstrap) => Command::Bootstrap(bootstrap),
-            Proposal::Borrow { borrow_id, request } => Command::Borrow {
+            Proposal::Borrow {
+                borrow_id,
+                request,
+                request_id,
+            } => Command::Borrow {
                 now,
                 borrow_id,
                 request,
+                request_id,
             },
+            Proposal::Return { borrow_id } => Command::Return { now, borrow_id },
         }
     }
 }
@@ -146,12 +160,14 @@ pub fn known_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
 #[derive(Debug, Clone)]
 pub struct ClusterClient {
     http: reqwest::Client,
+    routes: PeerRoutes,
 }
 
 impl ClusterClient {
     /// A client with its own connection pool (kept alive between calls).
-    pub fn new() -> Result<ClusterClient, reqwest::Error> {
+    pub fn new(routes: PeerRoutes) -> Result<ClusterClient, reqwest::Error> {
         Ok(ClusterClient {
+            routes,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .tcp_nodelay(true)
@@ -162,15 +178,16 @@ impl ClusterClient {
 
     async fn post<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
         &self,
-        addr: &NodeAddr,
+        (id, addr): (NodeId, &NodeAddr),
         path: &str,
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, ClusterError> {
+        let raft_addr = self.routes.resolve(id, &addr.raft_addr);
         let body = wire::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
         let response = self
             .http
-            .post(format!("http://{}{path}", addr.raft_addr))
+            .post(format!("http://{raft_addr}{path}"))
             .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
             .timeout(timeout)
             .body(body)
@@ -180,13 +197,13 @@ impl ClusterClient {
                 if e.is_connect() {
                     ClusterError::Unreachable(e.to_string())
                 } else {
-                    ClusterError::Unknown(format!("{path} on {}: {e}", addr.raft_addr))
+                    ClusterError::Unknown(format!("{path} on {}: {e}", raft_addr))
                 }
             })?;
         if !response.status().is_success() {
             return Err(ClusterError::Unknown(format!(
                 "{path} on {}: HTTP {}",
-                addr.raft_addr,
+                raft_addr,
                 response.status()
             )));
         }
@@ -200,7 +217,7 @@ impl ClusterClient {
     /// Forwards a proposal to `leader`.
     pub async fn forward(
         &self,
-        leader: &NodeAddr,
+        leader: (NodeId, &NodeAddr),
         proposal: &Proposal,
         timeout: Duration,
     ) -> Result<Outcome, ClusterError> {
@@ -212,7 +229,7 @@ impl ClusterClient {
     /// Asks `leader` for a read index.
     pub async fn read_index(
         &self,
-        leader: &NodeAddr,
+        leader: (NodeId, &NodeAddr),
         timeout: Duration,
     ) -> Result<u64, ClusterError> {
         let answer: Result<u64, ClusterError> =

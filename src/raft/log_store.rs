@@ -541,8 +541,10 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
         for entry in entries {
             batch.put_cf(cf, index_key(entry.index()), encode("log entry", &entry)?);
         }
+        fail::fail_point!("log-append-before");
         // Written (readable) now, acknowledged after the flusher's next WAL sync.
         self.db().write(batch).map_err(LogStoreError::from)?;
+        fail::fail_point!("log-append-after");
         self.complete_after_sync(callback);
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +16,7 @@ use openraft::{ChangeMembers, Instant as _};
 use serde::{Deserialize, Serialize};
 
 use super::cluster::{known_leader, ClusterClient, ClusterError};
+use super::routes::PeerRoutes;
 use super::{metrics_of, NodeAddr, NodeId, Raft};
 
 /// Add a node (learner first, voter once caught up).
@@ -24,6 +25,11 @@ pub const ADD_PATH: &str = "/cluster/admin/add";
 pub const REMOVE_PATH: &str = "/cluster/admin/remove";
 /// Hand leadership to a node.
 pub const TRANSFER_PATH: &str = "/cluster/admin/transfer-leader";
+/// Bound on one membership change (joint consensus needs a quorum of old and new voters);
+/// without it an admin call against a cluster that lost its quorum would hang.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a new learner catching up (it may need a whole snapshot).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// A follower that acknowledged the leader this recently counts as healthy.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
 
@@ -72,7 +78,7 @@ pub async fn bootstrap_static(
         // Another node creates the cluster; this one waits to be contacted.
         return Ok(false);
     }
-    let client = ClusterClient::new().map_err(|e| e.to_string())?;
+    let client = ClusterClient::new(PeerRoutes::default()).map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + patience;
     let mut members = BTreeMap::new();
     for (&id, raft_addr) in peers {
@@ -229,7 +235,7 @@ pub fn status(raft: &Raft) -> ClusterStatus {
 }
 
 async fn add_on_leader(raft: &Raft, request: &AddRequest) -> Result<String, String> {
-    let client = ClusterClient::new().map_err(|e| e.to_string())?;
+    let client = ClusterClient::new(PeerRoutes::default()).map_err(|e| e.to_string())?;
     let info = client
         .info(&request.raft_addr, Duration::from_secs(3))
         .await
@@ -247,15 +253,17 @@ async fn add_on_leader(raft: &Raft, request: &AddRequest) -> Result<String, Stri
     }
     // Learner first: it receives the log (or a snapshot) without counting towards the
     // quorum; `blocking` waits until it has caught up.
-    raft.add_learner(request.id, info.addr, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    raft.change_membership(
-        ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),
-        false,
+    bounded(
+        CATCH_UP_TIMEOUT,
+        "the new node to catch up",
+        raft.add_learner(request.id, info.addr, true),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
+    change(
+        raft,
+        ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),
+    )
+    .await?;
     Ok(format!("node {} is a voter", request.id))
 }
 
@@ -292,12 +300,11 @@ async fn remove_on_leader(raft: &Raft, request: &RemoveRequest) -> Result<String
                 remaining.len()
             ));
         }
-        raft.change_membership(
+        change(
+            raft,
             ChangeMembers::RemoveVoters(BTreeSet::from([request.id])),
-            false,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     }
     // A removed voter may stay as a learner; drop it from the membership altogether.
     let still_member = metrics_of(raft)
@@ -306,14 +313,39 @@ async fn remove_on_leader(raft: &Raft, request: &RemoveRequest) -> Result<String
         .get_node(&request.id)
         .is_some();
     if still_member {
-        raft.change_membership(
+        change(
+            raft,
             ChangeMembers::RemoveNodes(BTreeSet::from([request.id])),
-            false,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     }
     Ok(format!("node {} removed", request.id))
+}
+
+/// One membership change, bounded by [`CHANGE_TIMEOUT`].
+async fn change(raft: &Raft, members: ChangeMembers<NodeId, NodeAddr>) -> Result<(), String> {
+    bounded(
+        CHANGE_TIMEOUT,
+        "the membership change to commit",
+        raft.change_membership(members, false),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Awaits `fut` for at most `limit`, turning both its error and the timeout into a reason.
+async fn bounded<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "timed out after {} s waiting for {what} (no quorum?); it may still complete",
+            limit.as_secs()
+        )),
+    }
 }
 
 async fn transfer_on_leader(raft: &Raft, request: &TransferRequest) -> Result<String, String> {
@@ -354,16 +386,56 @@ pub async fn step_down(raft: &Raft) {
 #[derive(Clone)]
 struct AdminState {
     raft: Raft,
+    /// When set, changes need `Authorization: Bearer <token>`; status stays open.
+    token: Option<String>,
 }
 
-/// The `/cluster/admin/...` routes on the node-to-node port.
-pub fn router(raft: Raft) -> Router {
+impl AdminState {
+    /// Refuses a change without the admin token (when one is configured).
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Compare in constant time: the token guards cluster membership.
+        let matches = given.is_some_and(|given| {
+            given.len() == token.len()
+                && given
+                    .bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({
+                    "ok": false,
+                    "reason": "this cluster requires the admin token (Authorization: Bearer ...)"
+                })),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// The `/cluster/admin/...` routes on the node-to-node port. With `admin_token`, the
+/// changes (add, remove, transfer-leader) require it as a bearer token.
+pub fn router(raft: Raft, admin_token: Option<String>) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status_route))
         .route(ADD_PATH, post(add_route))
         .route(REMOVE_PATH, post(remove_route))
         .route(TRANSFER_PATH, post(transfer_route))
-        .with_state(AdminState { raft })
+        .with_state(AdminState {
+            raft,
+            token: admin_token,
+        })
 }
 
 async fn status_route(State(state): State<AdminState>) -> Response {
@@ -371,15 +443,25 @@ async fn status_route(State(state): State<AdminState>) -> Response {
 }
 
 /// Runs `op` here when this node leads, else passes the request to the leader.
-async fn on_leader<Req, F, Fut>(raft: &Raft, path: &str, request: Req, op: F) -> Response
+async fn on_leader<Req, F, Fut>(
+    state: &AdminState,
+    headers: &HeaderMap,
+    path: &str,
+    request: Req,
+    op: F,
+) -> Response
 where
     Req: Serialize,
     F: FnOnce(Raft, Req) -> Fut,
     Fut: std::future::Future<Output = Result<String, String>>,
 {
+    if let Err(refusal) = state.authorize(headers) {
+        return refusal;
+    }
+    let raft = &state.raft;
     let answer = match known_leader(raft) {
         Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
-        Some((_, addr)) => forward_admin(&addr, path, &request).await,
+        Some((_, addr)) => forward_admin(&addr, path, &request, state.token.as_deref()).await,
         None => Err(ClusterError::NotLeader { leader: None }.to_string()),
     };
     match answer {
@@ -400,11 +482,17 @@ async fn forward_admin<Req: Serialize>(
     leader: &NodeAddr,
     path: &str,
     request: &Req,
+    token: Option<&str>,
 ) -> Result<String, String> {
-    let response = reqwest::Client::new()
+    let mut call = reqwest::Client::new()
         .post(format!("http://{}{path}", leader.raft_addr))
-        .timeout(Duration::from_secs(60))
-        .json(request)
+        // The leader's own bound (catch-up) plus a margin.
+        .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
+        .json(request);
+    if let Some(token) = token {
+        call = call.bearer_auth(token);
+    }
+    let response = call
         .send()
         .await
         .map_err(|e| format!("leader at {} unreachable: {e}", leader.raft_addr))?;
@@ -416,19 +504,29 @@ async fn forward_admin<Req: Serialize>(
     }
 }
 
-async fn add_route(State(state): State<AdminState>, Json(request): Json<AddRequest>) -> Response {
-    on_leader(&state.raft, ADD_PATH, request, |raft, request| async move {
-        add_on_leader(&raft, &request).await
-    })
+async fn add_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<AddRequest>,
+) -> Response {
+    on_leader(
+        &state,
+        &headers,
+        ADD_PATH,
+        request,
+        |raft, request| async move { add_on_leader(&raft, &request).await },
+    )
     .await
 }
 
 async fn remove_route(
     State(state): State<AdminState>,
+    headers: HeaderMap,
     Json(request): Json<RemoveRequest>,
 ) -> Response {
     on_leader(
-        &state.raft,
+        &state,
+        &headers,
         REMOVE_PATH,
         request,
         |raft, request| async move { remove_on_leader(&raft, &request).await },
@@ -438,10 +536,12 @@ async fn remove_route(
 
 async fn transfer_route(
     State(state): State<AdminState>,
+    headers: HeaderMap,
     Json(request): Json<TransferRequest>,
 ) -> Response {
     on_leader(
-        &state.raft,
+        &state,
+        &headers,
         TRANSFER_PATH,
         request,
         |raft, request| async move { transfer_on_leader(&raft, &request).await },

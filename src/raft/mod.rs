@@ -7,6 +7,7 @@ pub mod membership;
 pub mod network;
 pub mod node;
 pub mod peer_api;
+pub mod routes;
 pub mod state_machine;
 
 use std::fmt;

@@ -22,6 +22,7 @@ use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 
+use super::routes::PeerRoutes;
 use super::state_machine::SnapshotData;
 use super::{NodeAddr, NodeId, TypeConfig};
 
@@ -64,11 +65,13 @@ pub struct PeerNetwork {
     client: reqwest::Client,
     /// This node's id, reported in `Timeout` errors.
     local_id: NodeId,
+    /// Address overrides (`--peer-route`).
+    routes: PeerRoutes,
 }
 
 impl PeerNetwork {
     /// Builds the network of node `local_id`. Fails only if the HTTP client cannot be built.
-    pub fn new(local_id: NodeId) -> Result<Self, PeerNetworkError> {
+    pub fn new(local_id: NodeId, routes: PeerRoutes) -> Result<Self, PeerNetworkError> {
         let client = reqwest::Client::builder()
             // Peers are addressed directly; an HTTP(S)_PROXY in the environment must not
             // reroute cluster traffic.
@@ -78,7 +81,11 @@ impl PeerNetwork {
             .tcp_keepalive(TCP_KEEPALIVE)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
-        Ok(PeerNetwork { client, local_id })
+        Ok(PeerNetwork {
+            client,
+            local_id,
+            routes,
+        })
     }
 }
 
@@ -91,7 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             client: self.client.clone(),
             local_id: self.local_id,
             target,
-            base_url: format!("http://{}", node.raft_addr),
+            base_url: format!("http://{}", self.routes.resolve(target, &node.raft_addr)),
         }
     }
 }
@@ -420,6 +427,7 @@ mod tests {
                 valid_until: None,
                 user_info: Some("ünïcode ✓".to_string()),
             },
+            request_id: None,
         }
     }
 
@@ -680,7 +688,7 @@ mod tests {
     }
 
     async fn client_for(addr: SocketAddr) -> PeerClient {
-        let mut network = PeerNetwork::new(1).expect("network");
+        let mut network = PeerNetwork::new(1, PeerRoutes::default()).expect("network");
         let node = NodeAddr {
             raft_addr: addr.to_string(),
             api_addr: String::new(),

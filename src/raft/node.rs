@@ -10,6 +10,7 @@ use openraft::{Config as RaftConfig, SnapshotPolicy};
 
 use super::log_store::{open_db, RocksLogStore};
 use super::network::PeerNetwork;
+use super::routes::PeerRoutes;
 use super::state_machine::{LedgerStore, SharedLedger};
 use super::{NodeAddr, NodeId, Raft, TypeConfig};
 
@@ -28,6 +29,8 @@ pub struct NodeOptions {
     pub election_ms: (u64, u64),
     /// Entries between snapshots.
     pub snapshot_every: u64,
+    /// Address overrides for dialling peers (`--peer-route`).
+    pub routes: PeerRoutes,
 }
 
 /// A running node: the Raft handle and the ledger it applies to.
@@ -39,6 +42,8 @@ pub struct Node {
     pub raft: Raft,
     /// The ledger, for reads.
     pub ledger: SharedLedger,
+    /// Address overrides for dialling peers, shared with request forwarding.
+    pub routes: PeerRoutes,
 }
 
 /// Why a node could not start.
@@ -93,7 +98,8 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     let raft = Raft::new(
         options.id,
         Arc::new(config),
-        PeerNetwork::new(options.id).map_err(|e| NodeError::Raft(e.to_string()))?,
+        PeerNetwork::new(options.id, options.routes.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?,
         log_store,
         state_machine,
     )
@@ -103,6 +109,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         id: options.id,
         raft,
         ledger,
+        routes: options.routes.clone(),
     })
 }
 

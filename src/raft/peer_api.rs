@@ -292,7 +292,7 @@ mod tests {
             raft_addr: addr.to_string(),
             api_addr: String::new(),
         };
-        PeerNetwork::new(1)
+        PeerNetwork::new(1, crate::raft::routes::PeerRoutes::default())
             .expect("network")
             .new_client(2, &node)
             .await
@@ -324,6 +324,7 @@ mod tests {
                 valid_until: Some(1_700_086_400),
                 user_info: Some("i".repeat(user_info_len)),
             },
+            request_id: None,
         };
         EntryOf::<C>::new_normal(lid(index), command)
     }

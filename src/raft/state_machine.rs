@@ -200,6 +200,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         let meta_for_write = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
             let data = encode_ledger(&snapshot)?;
+            fail::fail_point!("snapshot-build");
             store.persist(&meta_for_write, &data)?;
             Ok(data)
         })
@@ -229,6 +230,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
+            fail::fail_point!("apply-before");
             let outcome = {
                 let mut ledger = self.ledger.write();
                 let outcome = match &entry.payload {
@@ -249,6 +251,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
                     .log_id = Some(entry.log_id);
                 outcome
             };
+            fail::fail_point!("apply-after");
             if let Some(responder) = responder {
                 responder.send(outcome);
             }
@@ -269,7 +272,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         let store = self.clone();
         let meta_owned = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            fail::fail_point!("snapshot-install-before-persist");
             store.persist(&meta_owned, &data)?;
+            fail::fail_point!("snapshot-install-after-persist");
             Ok(data)
         })
         .await

@@ -86,6 +86,7 @@ impl From<AppError> for RpcError {
         match error {
             AppError::Borrow(refusal) => refusal.into(),
             AppError::BorrowNotFound(_) => RpcError::new(34, error.to_string()),
+            AppError::RequestIdReused(reason) => RpcError::invalid_params(reason),
             AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),
             AppError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");

@@ -11,13 +11,21 @@ use crate::borrow::time::{parse_instant, DateRole};
 
 use super::error::{RpcError, METHOD_NOT_FOUND};
 use super::params::{Params, MAX_USER_INFO_CHARS};
-use super::wire::{BorrowedLicense, LicenseInfo};
+use super::wire::{BorrowedLicense, LicenseInfo, ReturnedBorrow};
 
 /// Longest feature or uuid accepted; no license has a longer one.
 const MAX_KEY_CHARS: usize = 128;
 
 /// Every method this endpoint answers.
-pub const METHODS: [&str; 3] = ["ListLicensesV1", "BorrowLicenseV1", "GetBorrowedLicenseV1"];
+pub const METHODS: [&str; 4] = [
+    "ListLicensesV1",
+    "BorrowLicenseV1",
+    "GetBorrowedLicenseV1",
+    "ReturnLicenseV1",
+];
+
+/// Longest `requestId` accepted.
+const MAX_REQUEST_ID_CHARS: usize = 128;
 
 /// Runs one method call.
 #[tracing::instrument(level = "debug", skip(app, params))]
@@ -26,6 +34,7 @@ pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Val
         "ListLicensesV1" => list_licenses(app, Params::new(method, params)?).await,
         "BorrowLicenseV1" => borrow_license(app, Params::new(method, params)?).await,
         "GetBorrowedLicenseV1" => get_borrowed_license(app, Params::new(method, params)?).await,
+        "ReturnLicenseV1" => return_license(app, Params::new(method, params)?).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!(
@@ -52,27 +61,56 @@ async fn list_licenses(app: &App, _params: Params<'_>) -> Result<Value, RpcError
     )
 }
 
-async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+/// The `borrowId` parameter. A well-formed string that is no UUID cannot name a borrow:
+/// "no matching license" (34), the same answer as an unknown UUID.
+fn borrow_id_param(params: &Params<'_>) -> Result<Uuid, RpcError> {
     let text = params.required_str("borrowId")?;
-    // A well-formed string that is no UUID cannot name a borrow: "no matching license" (34),
-    // the same answer as an unknown UUID.
-    let Ok(borrow_id) = Uuid::parse_str(text) else {
-        return Err(RpcError::new(
+    Uuid::parse_str(text).map_err(|_| {
+        RpcError::new(
             34,
             format!(
                 "no borrow with borrowId {:?} (borrow ids are UUIDs)",
                 crate::borrow::host_id::truncate_for_message(text)
             ),
-        ));
-    };
+        )
+    })
+}
+
+async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+    let borrow_id = borrow_id_param(&params)?;
     let issued = app.borrowed_license(borrow_id).await?;
     to_json(BorrowedLicense::from(issued))
 }
 
+async fn return_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+    let borrow_id = borrow_id_param(&params)?;
+    let record = app.give_back(borrow_id).await?;
+    to_json(ReturnedBorrow::from(&record))
+}
+
 async fn borrow_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
     let request = decode_borrow(&params)?;
-    let issued = app.borrow(request).await?;
+    let request_id = decode_request_id(&params)?;
+    let issued = app.borrow(request, request_id).await?;
     to_json(BorrowedLicense::from(issued))
+}
+
+/// The optional `requestId` idempotency key: 1 to 128 characters, no control characters.
+pub fn decode_request_id(params: &Params<'_>) -> Result<Option<String>, RpcError> {
+    let Some(id) = params.optional_str("requestId")? else {
+        return Ok(None);
+    };
+    if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS {
+        return Err(RpcError::invalid_params(format!(
+            "requestId must be 1 to {MAX_REQUEST_ID_CHARS} characters"
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(RpcError::invalid_params(
+            "requestId must not contain control characters",
+        ));
+    }
+    Ok(Some(id.to_string()))
 }
 
 /// SPEC §2 checks 1 to 3 (the part that needs no ledger), in order.

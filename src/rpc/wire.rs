@@ -45,6 +45,28 @@ pub struct BorrowedLicense {
     borrow_id: String,
 }
 
+/// Result of `ReturnLicenseV1` (extension): the borrow as it stands after the return.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnedBorrow {
+    borrow_id: String,
+    valid_from: String,
+    valid_until: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    returned_at: Option<String>,
+}
+
+impl From<&BorrowRecord> for ReturnedBorrow {
+    fn from(record: &BorrowRecord) -> Self {
+        ReturnedBorrow {
+            borrow_id: record.borrow_id.to_string(),
+            valid_from: format_instant(record.valid_from),
+            valid_until: format_instant(record.valid_until),
+            returned_at: record.returned_at.map(format_instant),
+        }
+    }
+}
+
 impl From<&BorrowRecord> for BorrowedInterval {
     fn from(record: &BorrowRecord) -> Self {
         BorrowedInterval {

@@ -24,6 +24,16 @@ pub enum Command {
         borrow_id: Uuid,
         /// The decoded request.
         request: BorrowRequest,
+        /// The client's idempotency key (`requestId`): a second borrow with the same key
+        /// answers the first one's outcome instead of borrowing again.
+        request_id: Option<String>,
+    },
+    /// Give a borrow back early: its interval ends at `now` (idempotent).
+    Return {
+        /// Leader-stamped wall clock.
+        now: Instant,
+        /// The borrow.
+        borrow_id: Uuid,
     },
 }
 
@@ -48,8 +58,12 @@ pub enum Outcome {
     Nothing,
     /// `Bootstrap` applied (`true`) or ignored because the ledger was already set up.
     Bootstrapped(bool),
-    /// The borrow decision.
+    /// The borrow decision (or, for a repeated `requestId`, the first one's).
     Borrow(Result<Box<BorrowRecord>, BorrowError>),
+    /// A `requestId` was used before for a different request; nothing was borrowed.
+    RequestIdReused(String),
+    /// The returned borrow as it now stands, or 34 when no such borrow is retained.
+    Returned(Result<Box<BorrowRecord>, BorrowError>),
 }
 
 /// One line for Raft's logs: what the entry does, without secrets or client text.
@@ -59,10 +73,12 @@ impl std::fmt::Display for Command {
             Command::Bootstrap(bootstrap) => {
                 write!(f, "bootstrap({} licenses)", bootstrap.licenses.len())
             }
+            Command::Return { now, borrow_id } => write!(f, "return({borrow_id} at {now})"),
             Command::Borrow {
                 now,
                 borrow_id,
                 request,
+                ..
             } => write!(
                 f,
                 "borrow({}/{} {} at {now} id {borrow_id})",

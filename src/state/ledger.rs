@@ -15,6 +15,9 @@ use super::command::{Bootstrap, Command, Outcome};
 
 /// Default retention of expired borrows (SPEC §2: 30 days).
 pub const DEFAULT_RETENTION_SECS: i64 = 30 * 86_400;
+/// How long a refused borrow's `requestId` is remembered (a granted one lives as long as
+/// its borrow): long enough for any client retry loop.
+pub const REFUSED_REQUEST_RETENTION_SECS: i64 = 86_400;
 
 /// One borrow, with everything its signed license document shows. Version, edition and
 /// modules are copied from the license at borrow time so that the document rendered later
@@ -41,6 +44,19 @@ pub struct BorrowRecord {
     pub user_info: Option<String>,
     /// When the borrow was applied (leader time).
     pub issued_at: Instant,
+    /// When it was given back early (`ReturnLicenseV1`); its `valid_until` was cut then.
+    pub returned_at: Option<Instant>,
+}
+
+/// What the ledger remembers of a borrow made with a `requestId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request as first made: a reuse of the id for another request is refused.
+    pub request: BorrowRequest,
+    /// The first answer: the borrow's id, or the refusal.
+    pub answer: Result<Uuid, BorrowError>,
+    /// When the ledger may forget it.
+    pub forget_at: Instant,
 }
 
 /// A license and what is borrowed of it.
@@ -67,6 +83,10 @@ pub struct Ledger {
     borrows: HashMap<Uuid, BorrowRecord>,
     /// (time the record may be forgotten, id), for retention.
     forget_at: BTreeSet<(Instant, Uuid)>,
+    /// Borrows made with a `requestId`, by that id.
+    requests: HashMap<String, RequestRecord>,
+    /// (time the request may be forgotten, requestId), for retention.
+    forget_requests: BTreeSet<(Instant, String)>,
 }
 
 /// The serialised form of a ledger (snapshots). Indexes are derived and rebuilt on load.
@@ -86,6 +106,8 @@ pub struct LedgerSnapshot {
     pub licenses: Vec<License>,
     /// Borrows, ordered by id.
     pub borrows: Vec<BorrowRecord>,
+    /// Remembered `requestId`s, ordered by id.
+    pub requests: Vec<(String, RequestRecord)>,
 }
 
 /// A license with the borrows that are current or upcoming at some instant.
@@ -106,11 +128,91 @@ impl Ledger {
                 now,
                 borrow_id,
                 request,
+                request_id,
             } => {
                 let now = self.advance_clock(*now);
-                Outcome::Borrow(self.borrow(now, *borrow_id, request).map(Box::new))
+                match request_id {
+                    Some(request_id) => self.borrow_once(now, *borrow_id, request, request_id),
+                    None => Outcome::Borrow(self.borrow(now, *borrow_id, request).map(Box::new)),
+                }
+            }
+            Command::Return { now, borrow_id } => {
+                let now = self.advance_clock(*now);
+                Outcome::Returned(self.give_back(now, *borrow_id).map(Box::new))
             }
         }
+    }
+
+    /// A borrow with a `requestId`: the first one decides, later ones repeat its answer.
+    fn borrow_once(
+        &mut self,
+        now: Instant,
+        borrow_id: Uuid,
+        request: &BorrowRequest,
+        request_id: &str,
+    ) -> Outcome {
+        if let Some(first) = self.requests.get(request_id) {
+            if first.request != *request {
+                return Outcome::RequestIdReused(format!(
+                    "requestId {request_id:?} was already used for a different borrow request"
+                ));
+            }
+            return Outcome::Borrow(match &first.answer {
+                Ok(id) => self.borrows.get(id).cloned().map(Box::new).ok_or_else(|| {
+                    BorrowError::NoSuchLicense(format!(
+                        "the borrow made for requestId {request_id:?} has expired and been forgotten"
+                    ))
+                }),
+                Err(refusal) => Err(refusal.clone()),
+            });
+        }
+        let answer = self.borrow(now, borrow_id, request);
+        let forget_at = match &answer {
+            Ok(record) => record.valid_until.saturating_add(self.retention_secs),
+            Err(_) => now.saturating_add(REFUSED_REQUEST_RETENTION_SECS),
+        };
+        self.requests.insert(
+            request_id.to_string(),
+            RequestRecord {
+                request: request.clone(),
+                answer: answer
+                    .as_ref()
+                    .map(|record| record.borrow_id)
+                    .map_err(Clone::clone),
+                forget_at,
+            },
+        );
+        self.forget_requests
+            .insert((forget_at, request_id.to_string()));
+        Outcome::Borrow(answer.map(Box::new))
+    }
+
+    /// Ends a borrow at `now` (an upcoming one becomes empty) and frees its capacity.
+    /// Returning twice, or returning a borrow that already ended, changes nothing.
+    fn give_back(&mut self, now: Instant, borrow_id: Uuid) -> Result<BorrowRecord, BorrowError> {
+        let Some(record) = self.borrows.get_mut(&borrow_id) else {
+            return Err(BorrowError::NoSuchLicense(format!(
+                "no borrow with borrowId {borrow_id}"
+            )));
+        };
+        if record.returned_at.is_some() || record.valid_until <= now {
+            return Ok(record.clone());
+        }
+        let old_until = record.valid_until;
+        let new_until = now.max(record.valid_from);
+        record.valid_until = new_until;
+        record.returned_at = Some(now);
+        let record = record.clone();
+        if let Some(slot) = self.slots.get_mut(&record.key) {
+            // An upcoming borrow becomes empty: it holds no capacity but stays retrievable.
+            slot.index.remove(record.valid_from, old_until);
+            slot.index.insert(record.valid_from, new_until);
+        }
+        self.forget_at
+            .remove(&(old_until.saturating_add(self.retention_secs), borrow_id));
+        self.forget_at
+            .insert((new_until.saturating_add(self.retention_secs), borrow_id));
+        Ok(record)
     }
 
     fn bootstrap(&mut self, bootstrap: &Bootstrap) -> bool {
@@ -140,6 +242,14 @@ impl Ledger {
             }
             self.forget_at.pop_first();
             self.forget(id);
+        }
+        while let Some((when, _)) = self.forget_requests.first() {
+            if *when > now {
+                break;
+            }
+            if let Some((_, request_id)) = self.forget_requests.pop_first() {
+                self.requests.remove(&request_id);
+            }
         }
         now
     }
@@ -183,6 +293,7 @@ impl Ledger {
             valid_until: granted.until,
             user_info: request.user_info.clone(),
             issued_at: now,
+            returned_at: None,
         };
         slot.index.insert(granted.from, granted.until);
         slot.by_start.insert((granted.from, borrow_id));
@@ -227,7 +338,10 @@ impl Ledger {
                     .by_start
                     .iter()
                     .filter_map(|(_, id)| self.borrows.get(id))
-                    .filter(|record| record.valid_until > now)
+                    // A returned upcoming borrow is empty: it no longer holds a seat.
+                    .filter(|record| {
+                        record.valid_until > now && record.valid_until > record.valid_from
+                    })
                     .collect();
                 Some(LicenseView { license, borrows })
             })
@@ -250,6 +364,15 @@ impl Ledger {
                 .filter_map(|slot| slot.license.clone())
                 .collect(),
             borrows,
+            requests: {
+                let mut requests: Vec<(String, RequestRecord)> = self
+                    .requests
+                    .iter()
+                    .map(|(id, record)| (id.clone(), record.clone()))
+                    .collect();
+                requests.sort_by(|a, b| a.0.cmp(&b.0));
+                requests
+            },
         }
     }
 
@@ -267,6 +390,12 @@ impl Ledger {
             let slot = ledger.slots.entry(license.key.clone()).or_default();
             slot.license = Some(license);
         }
+        for (request_id, record) in snapshot.requests {
+            ledger
+                .forget_requests
+                .insert((record.forget_at, request_id.clone()));
+            ledger.requests.insert(request_id, record);
+        }
         for record in snapshot.borrows {
             let slot = ledger.slots.entry(record.key.clone()).or_default();
             slot.index.insert(record.valid_from, record.valid_until);
@@ -278,5 +407,192 @@ impl Ledger {
             ledger.borrows.insert(record.borrow_id, record);
         }
         ledger
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Instant = 1_800_000_000;
+    const HOUR: i64 = 3_600;
+
+    fn ledger_with_one_seat() -> Ledger {
+        let mut ledger = Ledger::default();
+        ledger.apply(&Command::Bootstrap(Box::new(Bootstrap {
+            licenses: vec![License {
+                key: key(),
+                version: "26.05".into(),
+                edition: "Steady".into(),
+                modules: "fc".into(),
+                count: 1,
+                valid_from: None,
+                valid_until: None,
+                max_borrow_secs: None,
+            }],
+            max_borrow_secs: 30 * 86_400,
+            retention_secs: DEFAULT_RETENTION_SECS,
+            signing_key: [7; 32],
+        })));
+        ledger
+    }
+
+    fn key() -> LicenseKey {
+        LicenseKey {
+            feature: "MVTec_HALCON".into(),
+            uuid: "one-seat".into(),
+        }
+    }
+
+    fn request(from: Instant, until: Instant) -> BorrowRequest {
+        BorrowRequest {
+            key: key(),
+            host_id: HostId::parse("MAC:2C549188C9E3").expect("host id"),
+            valid_from: Some(from),
+            valid_until: Some(until),
+            user_info: None,
+        }
+    }
+
+    fn borrow(ledger: &mut Ledger, now: Instant, req: BorrowRequest, id: Option<&str>) -> Outcome {
+        ledger.apply(&Command::Borrow {
+            now,
+            borrow_id: Uuid::new_v4(),
+            request: req,
+            request_id: id.map(str::to_string),
+        })
+    }
+
+    fn granted(outcome: Outcome) -> BorrowRecord {
+        match outcome {
+            Outcome::Borrow(Ok(record)) => *record,
+            other => panic!("expected a granted borrow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_returned_current_borrow_frees_its_seat_from_now_on() {
+        let mut ledger = ledger_with_one_seat();
+        let first = granted(borrow(
+            &mut ledger,
+            NOW,
+            request(NOW, NOW + 10 * HOUR),
+            None,
+        ));
+        let refused = borrow(&mut ledger, NOW, request(NOW + HOUR, NOW + 2 * HOUR), None);
+        assert!(matches!(
+            refused,
+            Outcome::Borrow(Err(BorrowError::NotAvailable { .. }))
+        ));
+
+        let at = NOW + HOUR;
+        let Outcome::Returned(Ok(returned)) = ledger.apply(&Command::Return {
+            now: at,
+            borrow_id: first.borrow_id,
+        }) else {
+            panic!("return refused");
+        };
+        assert_eq!(returned.valid_until, at);
+        assert_eq!(returned.returned_at, Some(at));
+        granted(borrow(&mut ledger, at, request(at, at + HOUR), None));
+        // Before the return instant the seat was taken, and stays taken in the record.
+        assert_eq!(ledger.borrow_record(&first.borrow_id), Some(&*returned));
+    }
+
+    #[test]
+    fn returning_is_idempotent_and_an_upcoming_borrow_becomes_empty() {
+        let mut ledger = ledger_with_one_seat();
+        let upcoming = granted(borrow(
+            &mut ledger,
+            NOW,
+            request(NOW + 5 * HOUR, NOW + 6 * HOUR),
+            None,
+        ));
+        let give_back = |ledger: &mut Ledger, now| match ledger.apply(&Command::Return {
+            now,
+            borrow_id: upcoming.borrow_id,
+        }) {
+            Outcome::Returned(Ok(record)) => *record,
+            other => panic!("return refused: {other:?}"),
+        };
+        let once = give_back(&mut ledger, NOW + HOUR);
+        let twice = give_back(&mut ledger, NOW + 2 * HOUR);
+        assert_eq!(once, twice);
+        assert_eq!(once.valid_until, once.valid_from);
+        assert!(ledger.licenses(NOW + 2 * HOUR)[0].borrows.is_empty());
+        granted(borrow(
+            &mut ledger,
+            NOW + 2 * HOUR,
+            request(NOW + 5 * HOUR, NOW + 6 * HOUR),
+            None,
+        ));
+    }
+
+    #[test]
+    fn returning_an_unknown_borrow_is_refused() {
+        let mut ledger = ledger_with_one_seat();
+        let outcome = ledger.apply(&Command::Return {
+            now: NOW,
+            borrow_id: Uuid::new_v4(),
+        });
+        assert!(matches!(outcome, Outcome::Returned(Err(_))));
+    }
+
+    #[test]
+    fn a_repeated_request_id_answers_the_first_outcome_and_borrows_once() {
+        let mut ledger = ledger_with_one_seat();
+        let req = request(NOW, NOW + HOUR);
+        let first = granted(borrow(&mut ledger, NOW, req.clone(), Some("r-1")));
+        let again = granted(borrow(&mut ledger, NOW + 1, req.clone(), Some("r-1")));
+        assert_eq!(first, again);
+        assert_eq!(ledger.borrow_count(), 1);
+
+        // A refusal is remembered too: the retry is refused the same way even after the
+        // seat came free.
+        let refused = borrow(&mut ledger, NOW + 2, req.clone(), Some("r-2"));
+        assert!(matches!(
+            refused,
+            Outcome::Borrow(Err(BorrowError::NotAvailable { .. }))
+        ));
+        ledger.apply(&Command::Return {
+            now: NOW + 3,
+            borrow_id: first.borrow_id,
+        });
+        assert_eq!(
+            borrow(&mut ledger, NOW + 4, req.clone(), Some("r-2")),
+            refused
+        );
+    }
+
+    #[test]
+    fn a_request_id_reused_for_another_request_is_refused() {
+        let mut ledger = ledger_with_one_seat();
+        granted(borrow(
+            &mut ledger,
+            NOW,
+            request(NOW, NOW + HOUR),
+            Some("r"),
+        ));
+        let other = borrow(&mut ledger, NOW, request(NOW, NOW + 2 * HOUR), Some("r"));
+        assert!(matches!(other, Outcome::RequestIdReused(_)));
+        assert_eq!(ledger.borrow_count(), 1);
+    }
+
+    #[test]
+    fn returns_and_request_ids_survive_a_snapshot() {
+        let mut ledger = ledger_with_one_seat();
+        let req = request(NOW + HOUR, NOW + 2 * HOUR);
+        let record = granted(borrow(&mut ledger, NOW, req.clone(), Some("r")));
+        ledger.apply(&Command::Return {
+            now: NOW + 1,
+            borrow_id: record.borrow_id,
+        });
+        let mut restored = Ledger::from_snapshot(ledger.to_snapshot());
+        assert_eq!(restored.to_snapshot(), ledger.to_snapshot());
+        // The seat is free after the restore, and the request id still answers the first
+        // (now returned) borrow.
+        let again = granted(borrow(&mut restored, NOW + 2, req.clone(), Some("r")));
+        assert_eq!(again.borrow_id, record.borrow_id);
+        granted(borrow(&mut restored, NOW + 2, req, None));
     }
 }

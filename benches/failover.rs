@@ -1,0 +1,427 @@
+//! Leader failover, measured the same way on `licensed` and on etcd: `kill -9` of the
+//! leader of a 3-node cluster on loopback while clients keep writing through every
+//! member, then the time until the first write *sent after the kill* succeeds through a
+//! survivor. The killed member is restarted and the cluster settles between trials.
+//!
+//! ```sh
+//! cargo bench --profile dev --bench failover -- --trials 7            # both systems
+//! cargo bench --profile dev --bench failover -- --system licensed --election 600-1200
+//! ```
+//! etcd 3.4 (`apt-get install etcd-server`) must be on the PATH for the etcd half.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+const POOL: &str = r#"[{"feature":"MVTec_HALCON","uuid":"bench","version":"26.05","edition":"Steady","modules":"fc","count":100000000}]"#;
+/// Writers per surviving member.
+const WRITERS_PER_NODE: usize = 2;
+/// Each write gives up after this long (then the writer tries again at once).
+const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One member process and how to start it again.
+struct Member {
+    command: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    /// Client base URL.
+    url: String,
+}
+
+impl Member {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn member");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What differs between the two systems.
+trait System {
+    fn name(&self) -> &'static str;
+    fn members(&mut self) -> &mut Vec<Member>;
+    /// Index of the current leader, if every running member agrees on one.
+    async fn leader(&self, http: &reqwest::Client) -> Option<usize>;
+    /// One write through member `i`; `Ok` only for a confirmed success.
+    async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String>;
+}
+
+struct Licensed {
+    members: Vec<Member>,
+    raft_addrs: Vec<String>,
+}
+
+impl Licensed {
+    fn start(dir: &Path, binary: &Path, election: &str) -> Licensed {
+        let pool = dir.join("pool.json");
+        std::fs::write(&pool, POOL).expect("pool");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, raft))| format!("{}=127.0.0.1:{raft}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (min, max) = election.split_once('-').expect("--election MIN-MAX");
+        let mut members = Vec::new();
+        for (i, (api, raft)) in ports.iter().enumerate() {
+            let command = vec![
+                binary.display().to_string(),
+                format!("--node-id={}", i + 1),
+                format!("--listen=127.0.0.1:{api}"),
+                format!("--raft-listen=127.0.0.1:{raft}"),
+                format!("--data-dir={}", dir.join(format!("n{}", i + 1)).display()),
+                format!("--pool={}", pool.display()),
+                format!("--peers={peers}"),
+                format!("--election-min-ms={min}"),
+                format!("--election-max-ms={max}"),
+            ];
+            let mut member = Member {
+                command,
+                log: dir.join(format!("n{}.log", i + 1)),
+                child: None,
+                url: format!("http://127.0.0.1:{api}"),
+            };
+            member.spawn();
+            members.push(member);
+        }
+        Licensed {
+            members,
+            raft_addrs: ports
+                .iter()
+                .map(|(_, raft)| format!("127.0.0.1:{raft}"))
+                .collect(),
+        }
+    }
+}
+
+impl System for Licensed {
+    fn name(&self) -> &'static str {
+        "licensed"
+    }
+
+    fn members(&mut self) -> &mut Vec<Member> {
+        &mut self.members
+    }
+
+    async fn leader(&self, http: &reqwest::Client) -> Option<usize> {
+        let mut seen = None;
+        for (i, member) in self.members.iter().enumerate() {
+            if member.child.is_none() {
+                continue;
+            }
+            let status: Value = http
+                .get(format!(
+                    "http://{}/cluster/admin/status",
+                    self.raft_addrs[i]
+                ))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let leader = status["leader"].as_u64()? as usize - 1;
+            if seen.is_some_and(|s| s != leader) {
+                return None;
+            }
+            seen = Some(leader);
+        }
+        seen
+    }
+
+    async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
+        let from = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let until = from + chrono::Duration::seconds(3600);
+        let body = json!({"jsonrpc":"2.0","method":"BorrowLicenseV1","id":n,"params":{
+            "feature":"MVTec_HALCON","uuid":"bench","hostId":"MAC:0A0B0C0D0E0F",
+            "validFrom": from.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "validUntil": until.format("%Y-%m-%dT%H:%M:%SZ").to_string()}});
+        let answer: Value = http
+            .post(format!("{}/licenses", self.members[i].url))
+            .timeout(WRITE_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.get("result").is_some() {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    }
+}
+
+struct Etcd {
+    members: Vec<Member>,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Etcd {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let command = vec![
+                "etcd".to_string(),
+                format!("--name=e{}", i + 1),
+                format!("--data-dir={}", dir.join(format!("e{}", i + 1)).display()),
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster={cluster}"),
+                "--initial-cluster-state=new".to_string(),
+                "--initial-cluster-token=failover-bench".to_string(),
+                "--log-level=error".to_string(),
+            ];
+            let mut member = Member {
+                command,
+                log: dir.join(format!("e{}.log", i + 1)),
+                child: None,
+                url: format!("http://127.0.0.1:{client}"),
+            };
+            member.spawn();
+            members.push(member);
+        }
+        Etcd { members }
+    }
+}
+
+impl System for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn members(&mut self) -> &mut Vec<Member> {
+        &mut self.members
+    }
+
+    async fn leader(&self, http: &reqwest::Client) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut seen = None;
+        for member in &self.members {
+            if member.child.is_none() {
+                ids.push(None);
+                continue;
+            }
+            let status: Value = http
+                .post(format!("{}/v3/maintenance/status", member.url))
+                .timeout(Duration::from_secs(1))
+                .json(&json!({}))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            ids.push(Some(status["header"]["member_id"].as_str()?.to_string()));
+            let leader = status["leader"].as_str()?.to_string();
+            if seen.as_ref().is_some_and(|s| *s != leader) {
+                return None;
+            }
+            seen = Some(leader);
+        }
+        let leader = seen?;
+        ids.iter()
+            .position(|id| id.as_deref() == Some(leader.as_str()))
+    }
+
+    async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
+        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+        let body = json!({"key": b64(format!("failover/{n}/{}", uuid::Uuid::new_v4())), "value": b64("x".into())});
+        let answer: Value = http
+            .post(format!("{}/v3/kv/put", self.members[i].url))
+            .timeout(WRITE_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.get("header").is_some() && answer.get("error").is_none() {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    }
+}
+
+/// Waits until all members run, agree on a leader and accept a write through each.
+async fn settle<S: System>(system: &S, http: &reqwest::Client) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut n = 0;
+    loop {
+        assert!(Instant::now() < deadline, "{} never settled", system.name());
+        if let Some(leader) = system.leader(http).await {
+            let mut all = true;
+            for i in 0..3 {
+                n += 1;
+                all &= system.write(http, i, n).await.is_ok();
+            }
+            if all {
+                return leader;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One trial: returns the failover time.
+async fn trial<S: System + Sync>(system: &mut S, http: &reqwest::Client) -> Duration {
+    let leader = settle(system, http).await;
+    // Steady state for a moment, as in production.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let first_success: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    system.members()[leader].kill9();
+    *killed_at.lock().expect("lock") = Some(Instant::now());
+    let system_ref = &*system;
+    let writers = survivors.iter().flat_map(|&i| {
+        (0..WRITERS_PER_NODE).map({
+            let first_success = first_success.clone();
+            let stop = stop.clone();
+            move |w| {
+                let first_success = first_success.clone();
+                let stop = stop.clone();
+                async move {
+                    let mut n = (i * 1_000_000 + w * 100_000) as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        match system_ref.write(http, i, n).await {
+                            Ok(()) => {
+                                let mut first = first_success.lock().expect("lock");
+                                first.get_or_insert_with(Instant::now);
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            // Refused fast (no leader yet): do not spin.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                }
+            }
+        })
+    });
+    let guard = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(writers));
+    guard
+        .await
+        .expect("no write succeeded within 30 s of the kill");
+    let killed = killed_at.lock().expect("lock").expect("kill time");
+    let first = first_success.lock().expect("lock").expect("a success");
+    system.members()[leader].spawn();
+    first.duration_since(killed)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn measure<S: System + Sync>(mut system: S, trials: usize) -> Vec<f64> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .expect("http client");
+    let mut times = Vec::new();
+    for t in 1..=trials {
+        let took = trial(&mut system, &http).await.as_secs_f64() * 1e3;
+        println!("{} trial {t}: {took:.0} ms", system.name());
+        times.push(took);
+    }
+    times
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo test --benches` runs bench targets without `--bench`: do nothing then.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let trials: usize = value("--trials").and_then(|t| t.parse().ok()).unwrap_or(5);
+    let system = value("--system").unwrap_or_else(|| "both".to_string());
+    let election = value("--election").unwrap_or_else(|| "default".to_string());
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_licensed"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut summary = Vec::new();
+    if system == "both" || system == "licensed" {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let election = if election == "default" {
+            // The server's defaults.
+            "600-1200".to_string()
+        } else {
+            election.clone()
+        };
+        let cluster = Licensed::start(dir.path(), &binary, &election);
+        let mut times = runtime.block_on(measure(cluster, trials));
+        summary.push(format!(
+            "licensed (election {election} ms): median {:.0} ms over {trials} trials {times:.0?}",
+            median(&mut times)
+        ));
+    }
+    if system == "both" || system == "etcd" {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = Etcd::start(dir.path());
+        let mut times = runtime.block_on(measure(cluster, trials));
+        summary.push(format!(
+            "etcd (defaults): median {:.0} ms over {trials} trials {times:.0?}",
+            median(&mut times)
+        ));
+    }
+    for line in summary {
+        println!("{line}");
+    }
+}
