@@ -391,11 +391,9 @@ struct AdminState {
 }
 
 impl AdminState {
-    /// Refuses a change without the admin token (when one is configured).
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
+    /// The refusal of a change without the admin token (when one is configured).
+    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let token = self.token.as_ref()?;
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -409,18 +407,16 @@ impl AdminState {
                     .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                     == 0
         });
-        if matches {
-            Ok(())
-        } else {
-            Err((
+        (!matches).then(|| {
+            (
                 StatusCode::UNAUTHORIZED,
                 Json(serde_json::json!({
                     "ok": false,
                     "reason": "this cluster requires the admin token (Authorization: Bearer ...)"
                 })),
             )
-                .into_response())
-        }
+                .into_response()
+        })
     }
 }
 
@@ -455,7 +451,7 @@ where
     F: FnOnce(Raft, Req) -> Fut,
     Fut: std::future::Future<Output = Result<String, String>>,
 {
-    if let Err(refusal) = state.authorize(headers) {
+    if let Some(refusal) = state.refusal(headers) {
         return refusal;
     }
     let raft = &state.raft;
