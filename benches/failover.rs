@@ -5,8 +5,11 @@
 //!
 //! ```sh
 //! cargo bench --profile dev --bench failover -- --trials 7            # both systems
-//! cargo bench --profile dev --bench failover -- --system licensed --election 600-1200
+//! cargo bench --profile dev --bench failover -- --system licensed --election 600-1200 --steady 60
 //! ```
+//! Before the trials, 64 writers load the cluster for `--steady` seconds (default 20) and
+//! the elections meanwhile are counted: timeouts tight enough for a fast failover must not
+//! cause spurious elections under load (this machine's fsync stalls reach ~100 ms).
 //! etcd 3.4 (`apt-get install etcd-server`) must be on the PATH for the etcd half.
 
 use std::path::{Path, PathBuf};
@@ -79,6 +82,8 @@ trait System {
     async fn leader(&self, http: &reqwest::Client) -> Option<usize>;
     /// One write through member `i`; `Ok` only for a confirmed success.
     async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String>;
+    /// The Raft term member `i` is in.
+    async fn term(&self, http: &reqwest::Client, i: usize) -> Option<u64>;
 }
 
 struct Licensed {
@@ -87,7 +92,7 @@ struct Licensed {
 }
 
 impl Licensed {
-    fn start(dir: &Path, binary: &Path, election: &str) -> Licensed {
+    fn start(dir: &Path, binary: &Path, election: Option<&str>) -> Licensed {
         let pool = dir.join("pool.json");
         std::fs::write(&pool, POOL).expect("pool");
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -97,10 +102,9 @@ impl Licensed {
             .map(|(i, (_, raft))| format!("{}=127.0.0.1:{raft}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let (min, max) = election.split_once('-').expect("--election MIN-MAX");
         let mut members = Vec::new();
         for (i, (api, raft)) in ports.iter().enumerate() {
-            let command = vec![
+            let mut command = vec![
                 binary.display().to_string(),
                 format!("--node-id={}", i + 1),
                 format!("--listen=127.0.0.1:{api}"),
@@ -108,9 +112,11 @@ impl Licensed {
                 format!("--data-dir={}", dir.join(format!("n{}", i + 1)).display()),
                 format!("--pool={}", pool.display()),
                 format!("--peers={peers}"),
-                format!("--election-min-ms={min}"),
-                format!("--election-max-ms={max}"),
             ];
+            if let Some((min, max)) = election.and_then(|e| e.split_once('-')) {
+                command.push(format!("--election-min-ms={min}"));
+                command.push(format!("--election-max-ms={max}"));
+            }
             let mut member = Member {
                 command,
                 log: dir.join(format!("n{}.log", i + 1)),
@@ -164,6 +170,22 @@ impl System for Licensed {
             seen = Some(leader);
         }
         seen
+    }
+
+    async fn term(&self, http: &reqwest::Client, i: usize) -> Option<u64> {
+        let status: Value = http
+            .get(format!(
+                "http://{}/cluster/admin/status",
+                self.raft_addrs[i]
+            ))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        status["term"].as_u64()
     }
 
     async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
@@ -271,6 +293,20 @@ impl System for Etcd {
             .position(|id| id.as_deref() == Some(leader.as_str()))
     }
 
+    async fn term(&self, http: &reqwest::Client, i: usize) -> Option<u64> {
+        let status: Value = http
+            .post(format!("{}/v3/maintenance/status", self.members[i].url))
+            .timeout(Duration::from_secs(1))
+            .json(&json!({}))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        status["raftTerm"].as_str()?.parse().ok()
+    }
+
     async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
         let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
         let body = json!({"key": b64(format!("failover/{n}/{}", uuid::Uuid::new_v4())), "value": b64("x".into())});
@@ -359,17 +395,55 @@ async fn trial<S: System + Sync>(system: &mut S, http: &reqwest::Client) -> Dura
     first.duration_since(killed)
 }
 
+/// Runs `clients` writers through all members for `secs` and counts elections (term
+/// changes) meanwhile: a loaded cluster should elect nobody.
+async fn steady_load<S: System + Sync>(
+    system: &S,
+    http: &reqwest::Client,
+    clients: usize,
+    secs: u64,
+) -> (u64, u64, usize) {
+    settle(system, http).await;
+    let before = system.term(http, 0).await.unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let writers = (0..clients).map(|c| async move {
+        let mut n = (c as u64) << 32;
+        let (mut ok, mut failed) = (0u64, 0u64);
+        while Instant::now() < deadline {
+            n += 1;
+            match system.write(http, c % 3, n).await {
+                Ok(()) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        (ok, failed)
+    });
+    let counts = futures::future::join_all(writers).await;
+    let after = system.term(http, 0).await.unwrap_or(0);
+    let ok: u64 = counts.iter().map(|c| c.0).sum();
+    let failed: u64 = counts.iter().map(|c| c.1).sum();
+    (ok / secs.max(1), failed, (after - before) as usize)
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-async fn measure<S: System + Sync>(mut system: S, trials: usize) -> Vec<f64> {
+async fn measure<S: System + Sync>(mut system: S, trials: usize, steady_secs: u64) -> Vec<f64> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .build()
         .expect("http client");
+    if steady_secs > 0 {
+        let (rate, failed, elections) = steady_load(&system, &http, 64, steady_secs).await;
+        println!(
+            "{} steady load, 64 writers for {steady_secs} s: {rate} writes/s, {failed} failed, \
+             {elections} election(s)",
+            system.name()
+        );
+    }
     let mut times = Vec::new();
     for t in 1..=trials {
         let took = trial(&mut system, &http).await.as_secs_f64() * 1e3;
@@ -393,20 +467,16 @@ fn main() {
     };
     let trials: usize = value("--trials").and_then(|t| t.parse().ok()).unwrap_or(5);
     let system = value("--system").unwrap_or_else(|| "both".to_string());
-    let election = value("--election").unwrap_or_else(|| "default".to_string());
+    let election = value("--election");
+    let steady: u64 = value("--steady").and_then(|s| s.parse().ok()).unwrap_or(20);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_licensed"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut summary = Vec::new();
     if system == "both" || system == "licensed" {
         let dir = tempfile::tempdir().expect("temp dir");
-        let election = if election == "default" {
-            // The server's defaults.
-            "600-1200".to_string()
-        } else {
-            election.clone()
-        };
-        let cluster = Licensed::start(dir.path(), &binary, &election);
-        let mut times = runtime.block_on(measure(cluster, trials));
+        let cluster = Licensed::start(dir.path(), &binary, election.as_deref());
+        let election = election.unwrap_or_else(|| "server default".to_string());
+        let mut times = runtime.block_on(measure(cluster, trials, steady));
         summary.push(format!(
             "licensed (election {election} ms): median {:.0} ms over {trials} trials {times:.0?}",
             median(&mut times)
@@ -415,7 +485,7 @@ fn main() {
     if system == "both" || system == "etcd" {
         let dir = tempfile::tempdir().expect("temp dir");
         let cluster = Etcd::start(dir.path());
-        let mut times = runtime.block_on(measure(cluster, trials));
+        let mut times = runtime.block_on(measure(cluster, trials, steady));
         summary.push(format!(
             "etcd (defaults): median {:.0} ms over {trials} trials {times:.0?}",
             median(&mut times)

@@ -101,12 +101,13 @@ pub struct Config {
     #[arg(long, env = "LICENSED_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
 
-    /// Raft election timeout, lower bound. Well above fsync stalls (~100 ms under load).
-    #[arg(long, env = "LICENSED_ELECTION_MIN_MS", default_value_t = 600)]
+    /// Raft election timeout, lower bound. Above fsync stalls (~100 ms under load); the
+    /// leader lease and pre-vote keep one slow follower from starting an election.
+    #[arg(long, env = "LICENSED_ELECTION_MIN_MS", default_value_t = 250)]
     pub election_min_ms: u64,
 
     /// Raft election timeout, upper bound.
-    #[arg(long, env = "LICENSED_ELECTION_MAX_MS", default_value_t = 1_200)]
+    #[arg(long, env = "LICENSED_ELECTION_MAX_MS", default_value_t = 500)]
     pub election_max_ms: u64,
 
     /// Build a snapshot (and compact the log) every this many applied entries.

@@ -90,6 +90,9 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         // queued apply panics the Raft core on loaded 2-core machines).
         max_in_snapshot_log_to_keep: options.snapshot_every.max(1_000),
         install_snapshot_timeout: 10_000,
+        // A follower that missed heartbeats (a stall, a brief cut) asks before it bumps its
+        // term, so it cannot depose a healthy leader when it comes back.
+        enable_pre_vote: Some(true),
         ..RaftConfig::default()
     }
     .validate()
