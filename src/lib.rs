@@ -18,6 +18,7 @@ pub mod app;
 pub mod borrow;
 pub mod client;
 pub mod config;
+pub mod loadgen;
 pub mod metrics;
 pub mod raft;
 pub mod rpc;

@@ -1,4 +1,164 @@
 //! `chaos`: runs a workload against a real `licensed` cluster while injecting faults, then
-//! checks the recorded history.
+//! checks the recorded history. See `chaos/README.md`.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use licensed_chaos::checker::{check_recorded, CheckConfig};
+use licensed_chaos::nemesis::FaultKind;
+use licensed_chaos::process::licensed_binary;
+use licensed_chaos::run::{run, RunConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaos",
+    about = "Fault injection against a real licensed cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Profile {
+    /// Every fault kind once, short holds (a few minutes; what CI runs).
+    Short,
+    /// Random faults from every kind for `--duration` (default 30 minutes).
+    Long,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a profile; exits 1 on any violation.
+    Run {
+        /// Which profile.
+        #[arg(long, value_enum, default_value = "short")]
+        profile: Profile,
+        /// Seed of every random choice; a failing run prints it.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Voters at the start.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Length of a long run, e.g. 30m, 2h.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Only these fault kinds (comma-separated names as the report prints them).
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<String>,
+        /// Where the cluster's data, logs, history and report go.
+        #[arg(long, default_value = "chaos-out")]
+        out: PathBuf,
+        /// The licensed binary (default: next to this one, or LICENSED_BIN).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Run the server deliberately broken (`stale-reads`) to see the checker fail.
+        #[arg(long)]
+        broken: Option<String>,
+    },
+    /// Check a recorded history file again.
+    Check {
+        /// The history (`history.jsonl`).
+        history: PathBuf,
+    },
+}
+
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("duration {text:?}"))?;
+    Ok(match unit {
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(anyhow!("duration {text:?}: use s, m or h")),
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_inner().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("chaos: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn main_inner() -> anyhow::Result<bool> {
+    match Cli::parse().command {
+        Command::Check { history } => {
+            let history = licensed_chaos::history::load(&history)?;
+            let report = check_recorded(&history, &CheckConfig::default());
+            print!("{report}");
+            Ok(report.passed())
+        }
+        Command::Run {
+            profile,
+            seed,
+            nodes,
+            clients,
+            duration,
+            faults,
+            out,
+            binary,
+            broken,
+        } => {
+            let binary = binary
+                .or_else(licensed_binary)
+                .ok_or_else(|| anyhow!("no licensed binary: build it or pass --binary"))?;
+            let faults = if faults.is_empty() {
+                FaultKind::all()
+            } else {
+                faults
+                    .iter()
+                    .map(|f| FaultKind::parse(f).ok_or_else(|| anyhow!("unknown fault {f:?}")))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let (duration, hold, gap) = match profile {
+                Profile::Short => (None, Duration::from_secs(3), Duration::from_secs(1)),
+                Profile::Long => (
+                    Some(parse_duration(duration.as_deref().unwrap_or("30m"))?),
+                    Duration::from_secs(5),
+                    Duration::from_secs(2),
+                ),
+            };
+            let seed = seed.unwrap_or_else(rand::random);
+            let report = run(RunConfig {
+                nodes,
+                clients,
+                faults,
+                duration,
+                hold,
+                gap,
+                seed,
+                binary,
+                out,
+                broken,
+            })
+            .await?;
+            print!("{report}");
+            Ok(report.passed)
+        }
+    }
+}

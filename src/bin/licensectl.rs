@@ -69,6 +69,9 @@ enum Command {
     },
     /// Cluster administration through a node's Raft port.
     Cluster(ClusterArgs),
+    /// Load generator: concurrent clients over keep-alive HTTP, closed or open loop,
+    /// latency percentiles and errors by code (see BENCHMARKS.md).
+    Bench(Box<licensed::loadgen::BenchArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +254,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => return verify(&client, args, cli.json).await,
         Command::PublicKey { out } => public_key(&client, out.as_deref(), cli.json).await?,
         Command::Cluster(args) => return cluster(args, cli.json).await,
+        Command::Bench(args) => {
+            let json = cli.json || args.json;
+            let report = licensed::loadgen::run_bench(*args).await?;
+            if json {
+                println!("{}", report.to_json().context("encoding the report")?);
+            } else {
+                print!("{report}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

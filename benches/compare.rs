@@ -1,0 +1,378 @@
+//! `licensed` against etcd under the same load engine, back to back, same parameters: for
+//! each client count and run, a licensed borrow against an etcd compare-and-put, and
+//! licensed get and list against an etcd linearizable range. Prints every run, then the
+//! medians across runs with licensed/etcd ratios as a Markdown table.
+//!
+//! Start both clusters first (`benches/start-etcd.sh` starts etcd), then:
+//!
+//! ```text
+//! cargo bench --profile dev --bench compare -- \
+//!     --licensed http://127.0.0.1:22022,http://127.0.0.1:22023,http://127.0.0.1:22024 \
+//!     --etcd http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379 \
+//!     --clients 1,64 --duration 10s --runs 3 [--json-out results.json]
+//! ```
+//!
+//! Either side may be left out to measure the other alone. Loads and servers share the
+//! machine's cores, so compare systems measured on the same machine in the same run.
+//!
+//! A `list` answer carries every borrow in the ledger, and every borrow case adds to it,
+//! so list numbers depend on the cluster's history: start from fresh data directories to
+//! compare list results between runs of this benchmark.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Serialize;
+
+use licensed::loadgen::duration::{format_duration, parse_duration};
+use licensed::loadgen::{
+    self, EngineConfig, EtcdOp, EtcdTarget, LicensedOp, LicensedTarget, LicensedWorkload, Mix,
+    Report,
+};
+
+/// The comparisons: a licensed operation and its closest etcd equivalent.
+const PAIRS: [(LicensedOp, EtcdOp); 3] = [
+    (LicensedOp::Borrow, EtcdOp::Cas),
+    (LicensedOp::Get, EtcdOp::Range),
+    (LicensedOp::List, EtcdOp::Range),
+];
+
+#[derive(Debug, Clone, Serialize, Parser)]
+#[command(
+    name = "compare",
+    about = "Throughput and latency of licensed against etcd with the same load engine"
+)]
+struct CompareArgs {
+    /// licensed node URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "URL,...")]
+    licensed: Vec<String>,
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "URL,...")]
+    etcd: Vec<String>,
+    /// Client counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    clients: Vec<usize>,
+    /// Measured time of each case.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "seconds")]
+    duration: Duration,
+    /// Unmeasured time before each case.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[serde(serialize_with = "seconds")]
+    warmup: Duration,
+    /// Repetitions of every case; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Open loop at this total rate (ops/s) instead of a closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Request timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "seconds")]
+    timeout: Duration,
+    /// Seed of the random choices [default: random].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also write every report and the medians as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    bench: bool,
+}
+
+fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+/// One system and operation, e.g. licensed borrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Case {
+    Licensed(LicensedOp),
+    Etcd(EtcdOp),
+}
+
+impl Case {
+    fn label(self) -> String {
+        match self {
+            Case::Licensed(op) => format!("licensed {op}"),
+            Case::Etcd(op) => format!("etcd {op}"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RunRecord {
+    clients: usize,
+    run: usize,
+    case: String,
+    report: Report,
+}
+
+/// Medians across runs of one case at one client count.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Medians {
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct MedianRecord {
+    clients: usize,
+    case: String,
+    runs: usize,
+    #[serde(flatten)]
+    medians: Medians,
+}
+
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    parameters: &'a CompareArgs,
+    seed: u64,
+    runs: Vec<RunRecord>,
+    medians: Vec<MedianRecord>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = CompareArgs::parse();
+    match compare(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("compare: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    if args.licensed.is_empty() && args.etcd.is_empty() {
+        anyhow::bail!("give --licensed URLs, --etcd URLs or both");
+    }
+    if args.runs == 0 || args.clients.is_empty() {
+        anyhow::bail!("--runs and --clients must not be empty or zero");
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let cases = cases(&args);
+    println!(
+        "# licensed vs etcd: {} per case after {} warm-up, {} run(s), {}, seed {seed}\n",
+        format_duration(args.duration),
+        format_duration(args.warmup),
+        args.runs,
+        match args.rate {
+            Some(rate) => format!("open loop at {rate} ops/s"),
+            None => "closed loop".to_string(),
+        },
+    );
+
+    let mut records = Vec::new();
+    for &clients in &args.clients {
+        for run in 1..=args.runs {
+            // Same seed for every case of a run: the same parameters for both systems.
+            let config = EngineConfig {
+                clients,
+                warmup: args.warmup,
+                duration: args.duration,
+                rate: args.rate,
+                seed: seed.wrapping_add(run as u64),
+            };
+            for &case in &cases {
+                let report = run_case(&args, case, &config)
+                    .await
+                    .with_context(|| format!("{} with {clients} clients", case.label()))?;
+                if run == 1 && clients == args.clients[0] {
+                    for note in &report.notes {
+                        println!("  note ({}): {note}", case.label());
+                    }
+                }
+                println!("{}", run_line(clients, run, args.runs, case, &report));
+                records.push((clients, run, case, report));
+            }
+        }
+    }
+
+    let medians = medians(&records);
+    println!("\n{}", table(&args, &medians));
+    if let Some(path) = &args.json_out {
+        let output = Output {
+            parameters: &args,
+            seed,
+            medians: medians
+                .iter()
+                .map(|(&(clients, case), &(runs, medians))| MedianRecord {
+                    clients,
+                    case: case.label(),
+                    runs,
+                    medians,
+                })
+                .collect(),
+            runs: records
+                .into_iter()
+                .map(|(clients, run, case, report)| RunRecord {
+                    clients,
+                    run,
+                    case: case.label(),
+                    report,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string_pretty(&output)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The cases of one run, licensed and etcd interleaved so that drift over time (ledger
+/// growth, compaction, thermal) affects both alike.
+fn cases(args: &CompareArgs) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (licensed, etcd) in PAIRS {
+        let licensed = Case::Licensed(licensed);
+        let etcd = Case::Etcd(etcd);
+        if !args.licensed.is_empty() && !cases.contains(&licensed) {
+            cases.push(licensed);
+        }
+        if !args.etcd.is_empty() && !cases.contains(&etcd) {
+            cases.push(etcd);
+        }
+    }
+    cases
+}
+
+async fn run_case(args: &CompareArgs, case: Case, config: &EngineConfig) -> anyhow::Result<Report> {
+    let report = match case {
+        Case::Licensed(op) => {
+            let workload = LicensedWorkload {
+                mix: Mix::single(op),
+                conflict_rate: 0.0,
+                licenses: Vec::new(),
+            };
+            let target = LicensedTarget::connect(&args.licensed, workload, args.timeout).await?;
+            loadgen::run(&target, config).await?
+        }
+        Case::Etcd(op) => {
+            let target = EtcdTarget::new(&args.etcd, Mix::single(op), args.timeout)?;
+            loadgen::run(&target, config).await?
+        }
+    };
+    Ok(report)
+}
+
+fn run_line(clients: usize, run: usize, runs: usize, case: Case, report: &Report) -> String {
+    let mut line = format!(
+        "clients {clients:>3}  run {run}/{runs}  {:<16} {:>9.1} ops/s  p50 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms",
+        case.label(),
+        report.throughput,
+        report.latency_ms.p50,
+        report.latency_ms.p99,
+        report.latency_ms.max,
+    );
+    if report.errors > 0 || report.unsent > 0 {
+        let codes: Vec<String> = report
+            .errors_by_code
+            .iter()
+            .map(|(code, count)| format!("{code}×{count}"))
+            .collect();
+        line.push_str(&format!("  errors {} [{}]", report.errors, codes.join(" ")));
+        if let Some((code, sample)) = report.error_samples.iter().next() {
+            line.push_str(&format!(" e.g. {code}: {sample}"));
+        }
+        if report.unsent > 0 {
+            line.push_str(&format!("  unsent {}", report.unsent));
+        }
+    }
+    line
+}
+
+type MedianMap = BTreeMap<(usize, Case), (usize, Medians)>;
+
+fn medians(records: &[(usize, usize, Case, Report)]) -> MedianMap {
+    let mut grouped: BTreeMap<(usize, Case), Vec<&Report>> = BTreeMap::new();
+    for (clients, _, case, report) in records {
+        grouped.entry((*clients, *case)).or_default().push(report);
+    }
+    grouped
+        .into_iter()
+        .map(|(key, reports)| {
+            let of = |field: fn(&Report) -> f64| median(reports.iter().map(|r| field(r)).collect());
+            let medians = Medians {
+                throughput: of(|r| r.throughput),
+                p50_ms: of(|r| r.latency_ms.p50),
+                p99_ms: of(|r| r.latency_ms.p99),
+                errors: of(|r| r.errors as f64),
+            };
+            (key, (reports.len(), medians))
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn ratio(licensed: f64, etcd: f64) -> String {
+    if etcd > 0.0 {
+        format!("{:.2}", licensed / etcd)
+    } else {
+        "–".to_string()
+    }
+}
+
+/// The Markdown table of medians: one row per comparison and client count, or one row per
+/// case when only one system was measured.
+fn table(args: &CompareArgs, medians: &MedianMap) -> String {
+    let mut out = format!("Medians of {} run(s):\n\n", args.runs);
+    let both = !args.licensed.is_empty() && !args.etcd.is_empty();
+    if both {
+        out.push_str("| clients | licensed | etcd | licensed ops/s | etcd ops/s | ops/s ratio | licensed p50 ms | etcd p50 ms | licensed p99 ms | etcd p99 ms | p99 ratio |\n");
+        out.push_str("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for &clients in &args.clients {
+            for (licensed_op, etcd_op) in PAIRS {
+                let licensed = medians.get(&(clients, Case::Licensed(licensed_op)));
+                let etcd = medians.get(&(clients, Case::Etcd(etcd_op)));
+                let (Some((_, l)), Some((_, e))) = (licensed, etcd) else {
+                    continue;
+                };
+                out.push_str(&format!(
+                    "| {clients} | {licensed_op} | {etcd_op} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+                    l.throughput,
+                    e.throughput,
+                    ratio(l.throughput, e.throughput),
+                    l.p50_ms,
+                    e.p50_ms,
+                    l.p99_ms,
+                    e.p99_ms,
+                    ratio(l.p99_ms, e.p99_ms),
+                ));
+            }
+        }
+        out.push_str("\nops/s ratio: licensed/etcd throughput (above 1: licensed is faster); p99 ratio: licensed/etcd (above 1: licensed is slower).\n");
+    } else {
+        out.push_str("| clients | case | ops/s | p50 ms | p99 ms | errors |\n");
+        out.push_str("|--:|---|--:|--:|--:|--:|\n");
+        for (&(clients, case), (_, m)) in medians {
+            out.push_str(&format!(
+                "| {clients} | {} | {:.1} | {:.3} | {:.3} | {} |\n",
+                case.label(),
+                m.throughput,
+                m.p50_ms,
+                m.p99_ms,
+                m.errors
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,532 @@
+//! Checks a recorded [`History`] against what the license server promises.
+//!
+//! Four independent verdicts:
+//! - [`safety`]: no license is ever over-borrowed, and an idempotency key never yields
+//!   two borrows;
+//! - [`durability`]: after healing, every acknowledged borrow is still there, on every
+//!   node, with the license string it was acknowledged with;
+//! - [`linearizability`]: the whole history is explained by one sequential ledger
+//!   (Wing–Gong search, per license);
+//! - [`liveness`]: after each healed fault the cluster borrows again within a bound.
+//!
+//! [`check`] runs them all and returns a [`CheckReport`].
+//!
+//! # What the workload must guarantee
+//! The checks are sound (a reported violation is a real one) only if the history is
+//! recorded faithfully and the workload keeps to these rules:
+//! - **Faithful times.** An operation's invocation is recorded before its request is
+//!   sent and its completion after its answer arrived, all with one monotonic clock
+//!   ([`crate::history::HistoryRecorder`] does both when called around the call).
+//! - **Faithful outcomes.** Only a JSON-RPC error object is a definite failure; every
+//!   timeout, transport error, unusable answer and -32603 is recorded as indeterminate
+//!   ([`crate::history::OpResult::from_error`] classifies them).
+//! - **Future intervals, always explicit.** Every borrow sends `validFrom` and
+//!   `validUntil`, far enough in the future that the server's clock never reaches them
+//!   during the run (e.g. 2030). Then a borrow never starts or expires by itself, a
+//!   return ends it entirely, and the list shows exactly the borrows not returned.
+//! - **One request id per logical borrow**, reused only by its retries, with identical
+//!   inputs. Borrows without a request id are each their own logical borrow.
+//! - **Unique host ids per logical borrow** (recommended): a borrow id that only shows
+//!   up in a read (its borrow got no answer) is matched to the borrow that created it
+//!   by host and interval. Shared hosts stay sound but make the search branch.
+//! - **Reads name known ids.** Gets and returns use ids the workload learnt from an
+//!   acknowledgement or a list; a get of an id nothing else names cannot be placed in
+//!   a license's history and is only checked loosely.
+//! - **Final reads after healing**: every node answers `GetBorrowedLicenseV1` for every
+//!   id of [`crate::history::History::acknowledged_borrow_ids`] and `ListLicensesV1`,
+//!   once the cluster is healed and idle. They may also be recorded as ordinary
+//!   operations, so that linearizability covers them too.
+
+pub mod durability;
+pub mod linearizability;
+pub mod liveness;
+pub(crate) mod model;
+pub mod safety;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{FinalReads, History, OpId, Time};
+
+pub use durability::DurabilityVerdict;
+pub use linearizability::{LinearizabilityVerdict, PartitionOutcome, PartitionResult};
+pub use liveness::{LivenessVerdict, Recovery, RecoveryStats};
+pub use safety::SafetyVerdict;
+
+use model::{seconds, Digest};
+
+/// What a check found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// More borrows of a license overlap some instant than its count allows.
+    OverBorrow,
+    /// One idempotency key was acknowledged with two different borrow ids.
+    DoubleBorrow,
+    /// One borrow id was acknowledged to two different logical borrows.
+    ReusedBorrowId,
+    /// An acknowledged borrow is unknown to a node, or missing from its list.
+    LostBorrow,
+    /// A node answers a borrow with another license string than the acknowledged one.
+    AlteredLicense,
+    /// A borrow whose return was acknowledged is listed again.
+    ResurrectedBorrow,
+    /// A node did not answer a final read.
+    UnreadableNode,
+    /// A final read the durability check needs was not recorded.
+    MissingFinalRead,
+    /// No sequential execution explains the answers of one license's operations.
+    NotLinearizable,
+    /// The cluster took longer than the bound to borrow again after a fault healed.
+    SlowRecovery,
+    /// The cluster never borrowed again after a fault healed.
+    NoRecovery,
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ViolationKind::OverBorrow => "over-borrow",
+            ViolationKind::DoubleBorrow => "double-borrow",
+            ViolationKind::ReusedBorrowId => "reused-borrow-id",
+            ViolationKind::LostBorrow => "lost-borrow",
+            ViolationKind::AlteredLicense => "altered-license",
+            ViolationKind::ResurrectedBorrow => "resurrected-borrow",
+            ViolationKind::UnreadableNode => "unreadable-node",
+            ViolationKind::MissingFinalRead => "missing-final-read",
+            ViolationKind::NotLinearizable => "not-linearizable",
+            ViolationKind::SlowRecovery => "slow-recovery",
+            ViolationKind::NoRecovery => "no-recovery",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One thing a check found wrong, with what is needed to find it in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// What is wrong.
+    pub kind: ViolationKind,
+    /// The license concerned, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The node concerned, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The borrow ids concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub borrow_ids: Vec<String>,
+    /// The operations concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<OpId>,
+    /// When it became visible (history time), if that is one moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// The explanation.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation with only a kind and an explanation; the builders add the rest.
+    pub fn new(kind: ViolationKind, detail: impl Into<String>) -> Violation {
+        Violation {
+            kind,
+            license: None,
+            node: None,
+            borrow_ids: Vec::new(),
+            ops: Vec::new(),
+            time: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Sets the license.
+    pub fn license(mut self, license: &str) -> Violation {
+        self.license = Some(license.to_string());
+        self
+    }
+
+    /// Sets the node.
+    pub fn node(mut self, node: &str) -> Violation {
+        self.node = Some(node.to_string());
+        self
+    }
+
+    /// Sets the borrow ids.
+    pub fn borrow_ids<S: AsRef<str>>(mut self, ids: impl IntoIterator<Item = S>) -> Violation {
+        self.borrow_ids = ids.into_iter().map(|id| id.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Sets the operations.
+    pub fn ops(mut self, ops: impl IntoIterator<Item = OpId>) -> Violation {
+        self.ops = ops.into_iter().collect();
+        self
+    }
+
+    /// Sets the time.
+    pub fn at(mut self, time: Time) -> Violation {
+        self.time = Some(time);
+        self
+    }
+}
+
+impl fmt::Display for Violation {
+    /// `[kind] license L node N at 1.234s ops [..] borrows [..]: detail`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.kind)?;
+        if let Some(license) = &self.license {
+            write!(f, " license {license}")?;
+        }
+        if let Some(node) = &self.node {
+            write!(f, " node {node}")?;
+        }
+        if let Some(time) = self.time {
+            write!(f, " at {}", seconds(time))?;
+        }
+        if !self.ops.is_empty() {
+            write!(f, " ops {:?}", self.ops)?;
+        }
+        if !self.borrow_ids.is_empty() {
+            write!(f, " borrows {:?}", self.borrow_ids)?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// The outcome of a check or of a whole report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing wrong found, and everything was decided.
+    Pass,
+    /// Something is wrong.
+    Fail,
+    /// Nothing wrong found, but some part could not be decided (search budget).
+    Unknown,
+}
+
+impl Verdict {
+    /// The worse of two verdicts: a failure beats an unknown beats a pass.
+    pub fn and(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+            (Verdict::Unknown, _) | (_, Verdict::Unknown) => Verdict::Unknown,
+            _ => Verdict::Pass,
+        }
+    }
+
+    fn of(violations: &[Violation]) -> Verdict {
+        if violations.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+        })
+    }
+}
+
+/// Knobs of the checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckConfig {
+    /// Search steps allowed per license before the linearizability check gives up on it
+    /// and reports it as unknown.
+    pub search_budget: u64,
+    /// Longest acceptable time from a heal to the next successful borrow, nanoseconds.
+    pub recovery_bound: Time,
+    /// Count a borrow refused with 32 as recovery too (the cluster decided it through
+    /// the log). Off by default: then only a successful borrow counts.
+    pub conflict_counts_as_recovery: bool,
+}
+
+impl Default for CheckConfig {
+    fn default() -> CheckConfig {
+        CheckConfig {
+            search_budget: 2_000_000,
+            recovery_bound: 30_000_000_000,
+            conflict_counts_as_recovery: false,
+        }
+    }
+}
+
+/// How many operations of each kind ended in each way, and what else the history holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistorySummary {
+    /// Operations (attempts) in the history.
+    pub operations: usize,
+    /// Operation kind → result → count, e.g. `borrow` → `conflict` → 12.
+    pub by_kind: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Logical borrows (attempts sharing an idempotency key count once).
+    pub logical_borrows: usize,
+    /// Distinct acknowledged borrow ids.
+    pub acknowledged_borrows: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Licenses checked.
+    pub licenses: usize,
+    /// Nodes with final reads.
+    pub final_read_nodes: usize,
+    /// The history's last time.
+    pub duration: Time,
+}
+
+/// Everything the checks found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// What the history holds.
+    pub summary: HistorySummary,
+    /// Capacity and idempotency.
+    pub safety: SafetyVerdict,
+    /// Acknowledged borrows survive.
+    pub durability: DurabilityVerdict,
+    /// One sequential ledger explains everything.
+    pub linearizability: LinearizabilityVerdict,
+    /// Recovery after faults.
+    pub liveness: LivenessVerdict,
+    /// Problems of the history itself (a workload bug, a license without a count);
+    /// they do not fail the run but weaken what it proves.
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// The overall verdict.
+    pub fn verdict(&self) -> Verdict {
+        self.safety
+            .verdict()
+            .and(self.durability.verdict())
+            .and(self.linearizability.verdict())
+            .and(self.liveness.verdict())
+    }
+
+    /// Whether every check passed and was decided: no violation and no license left
+    /// undecided by the linearizability search.
+    pub fn passed(&self) -> bool {
+        self.verdict() == Verdict::Pass
+    }
+
+    /// Every violation of every check.
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.safety
+            .violations
+            .iter()
+            .chain(&self.durability.violations)
+            .chain(&self.linearizability.violations)
+            .chain(&self.liveness.violations)
+    }
+}
+
+/// How many violations per check the summary prints; the JSON report has them all.
+const SHOWN_VIOLATIONS: usize = 20;
+
+fn write_violations(f: &mut fmt::Formatter<'_>, violations: &[Violation]) -> fmt::Result {
+    for violation in violations.iter().take(SHOWN_VIOLATIONS) {
+        writeln!(f, "    {violation}")?;
+    }
+    if violations.len() > SHOWN_VIOLATIONS {
+        writeln!(f, "    … and {} more", violations.len() - SHOWN_VIOLATIONS)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for CheckReport {
+    /// A summary for people: operations by kind and result, each check's verdict and
+    /// violations, the overall verdict.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let summary = &self.summary;
+        writeln!(
+            f,
+            "history: {} operations ({} logical borrows, {} acknowledged), {} faults, {} licenses, {} nodes read at the end, {}",
+            summary.operations,
+            summary.logical_borrows,
+            summary.acknowledged_borrows,
+            summary.faults,
+            summary.licenses,
+            summary.final_read_nodes,
+            seconds(summary.duration)
+        )?;
+        for (kind, results) in &summary.by_kind {
+            let results: Vec<String> = results
+                .iter()
+                .map(|(result, count)| format!("{result} {count}"))
+                .collect();
+            writeln!(f, "  {kind}: {}", results.join(", "))?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "  warning: {warning}")?;
+        }
+
+        writeln!(
+            f,
+            "safety: {} ({} acknowledged borrows checked)",
+            self.safety.verdict(),
+            self.safety.acknowledged_borrows
+        )?;
+        write_violations(f, &self.safety.violations)?;
+
+        if self.durability.nodes == 0 {
+            writeln!(
+                f,
+                "durability: {} (no final reads)",
+                self.durability.verdict()
+            )?;
+        } else {
+            writeln!(
+                f,
+                "durability: {} ({} borrows on {} nodes)",
+                self.durability.verdict(),
+                self.durability.borrows,
+                self.durability.nodes
+            )?;
+        }
+        write_violations(f, &self.durability.violations)?;
+
+        let lin = &self.linearizability;
+        writeln!(
+            f,
+            "linearizability: {} ({} licenses, {} search steps)",
+            lin.verdict(),
+            lin.partitions.len(),
+            lin.partitions.iter().map(|p| p.steps).sum::<u64>()
+        )?;
+        for partition in &lin.partitions {
+            if let PartitionOutcome::Unknown = partition.outcome {
+                writeln!(
+                    f,
+                    "    license {}: unknown, search budget exhausted after {} steps ({} operations)",
+                    partition.license, partition.steps, partition.operations
+                )?;
+            }
+        }
+        write_violations(f, &lin.violations)?;
+
+        writeln!(
+            f,
+            "liveness: {} ({} heals, bound {})",
+            self.liveness.verdict(),
+            self.liveness.recoveries.len(),
+            seconds(self.liveness.bound)
+        )?;
+        for (kind, stats) in &self.liveness.stats {
+            writeln!(f, "    {kind}: {stats}")?;
+        }
+        for fault in &self.liveness.unhealed {
+            writeln!(
+                f,
+                "    {} of {} injected at {} never healed (not measured)",
+                fault.kind,
+                fault.target,
+                seconds(fault.start)
+            )?;
+        }
+        write_violations(f, &self.liveness.violations)?;
+
+        let verdict = match self.verdict() {
+            Verdict::Pass => "PASSED",
+            Verdict::Fail => "FAILED",
+            Verdict::Unknown => "UNKNOWN",
+        };
+        writeln!(f, "verdict: {verdict}")
+    }
+}
+
+/// Runs every check on `history`.
+///
+/// `licenses` gives each license key (`feature/uuid`) its count; operations on other
+/// licenses are not checked (and produce a warning). `final_reads` are the reads taken
+/// on every node after the cluster healed; with none, durability is not checked.
+pub fn check(
+    history: &History,
+    licenses: &[(String, u64)],
+    final_reads: &FinalReads,
+    config: &CheckConfig,
+) -> CheckReport {
+    let digest = Digest::new(history);
+    let counts: BTreeMap<&str, u64> = licenses
+        .iter()
+        .map(|(key, count)| (key.as_str(), *count))
+        .collect();
+    let mut warnings = history_warnings(&digest, &counts);
+    let linearizability = linearizability::check(&digest, &counts, config.search_budget);
+    warnings.extend(linearizability.warnings.iter().cloned());
+    CheckReport {
+        summary: summarize(&digest, counts.len(), final_reads),
+        safety: safety::check(&digest, &counts, final_reads),
+        durability: durability::check(&digest, final_reads),
+        linearizability,
+        liveness: liveness::check(
+            history,
+            config.recovery_bound,
+            config.conflict_counts_as_recovery,
+        ),
+        warnings,
+    }
+}
+
+/// Runs every check with the licenses and final reads recorded in the history itself.
+pub fn check_recorded(history: &History, config: &CheckConfig) -> CheckReport {
+    check(history, &history.licenses, &history.final_reads, config)
+}
+
+fn summarize(digest: &Digest<'_>, licenses: usize, final_reads: &FinalReads) -> HistorySummary {
+    let history = digest.history;
+    let mut by_kind: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for op in &history.ops {
+        *by_kind
+            .entry(op.kind.name().to_string())
+            .or_default()
+            .entry(op.result.name().to_string())
+            .or_default() += 1;
+    }
+    HistorySummary {
+        operations: history.ops.len(),
+        by_kind,
+        logical_borrows: digest.borrows.len(),
+        acknowledged_borrows: digest.acks.len(),
+        faults: history.faults.len(),
+        licenses,
+        final_read_nodes: final_reads.nodes.len(),
+        duration: history.end_time(),
+    }
+}
+
+/// Things in the history that make checks weaker without being the server's fault.
+fn history_warnings(digest: &Digest<'_>, counts: &BTreeMap<&str, u64>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut uncounted: BTreeMap<&str, usize> = BTreeMap::new();
+    for borrow in &digest.borrows {
+        if !counts.contains_key(borrow.license.as_str()) {
+            *uncounted.entry(borrow.license.as_str()).or_default() += 1;
+        }
+        if !borrow.mismatched.is_empty() {
+            warnings.push(format!(
+                "request id {:?} is reused with other inputs by ops {:?}; they are checked as retries of the first",
+                borrow.request_id.as_deref().unwrap_or_default(),
+                borrow
+                    .mismatched
+                    .iter()
+                    .map(|&index| digest.op(index).id)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    for (license, borrows) in uncounted {
+        warnings.push(format!(
+            "license {license} has no count; its {borrows} borrows are not checked"
+        ));
+    }
+    warnings
+}

@@ -1,0 +1,325 @@
+//! The workload: concurrent clients that borrow, return, get and list through randomly
+//! chosen nodes, the way load-balanced clients would, with timeouts and retries (a
+//! retried borrow keeps its `requestId`). Every attempt is recorded in the history.
+//!
+//! Borrow intervals lie in 2031, far after any run, so the server's clock never decides
+//! an answer: a borrow is granted exactly when it fits the license's count, and a return
+//! simply frees the seat. That keeps the sequential model of the checker exact.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use licensed::client::{BorrowParams, RpcClient};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::history::{license_key, ClientId, HistoryRecorder, OpKind, OpResult, UnixSeconds};
+
+/// 2031-01-01T00:00:00Z: borrows start at or after this instant.
+const EPOCH_2031: UnixSeconds = 1_924_992_000;
+const HOUR: UnixSeconds = 3_600;
+
+/// A license the workload borrows.
+#[derive(Debug, Clone)]
+pub struct TestLicense {
+    /// Feature.
+    pub feature: String,
+    /// Uuid.
+    pub uuid: String,
+    /// Seats.
+    pub count: u64,
+}
+
+impl TestLicense {
+    /// `feature/uuid`.
+    pub fn key(&self) -> String {
+        license_key(&self.feature, &self.uuid)
+    }
+}
+
+/// The pool file for `licenses` (JSON array in the seed's shape).
+pub fn pool_json(licenses: &[TestLicense]) -> String {
+    let entries: Vec<serde_json::Value> = licenses
+        .iter()
+        .map(|l| {
+            serde_json::json!({"feature": l.feature, "uuid": l.uuid, "version": "26.05",
+                "edition": "Steady", "modules": "fc", "count": l.count})
+        })
+        .collect();
+    serde_json::Value::Array(entries).to_string()
+}
+
+/// The licenses of a chaos run: a few small counts, so that conflicts are frequent.
+pub fn default_licenses() -> Vec<TestLicense> {
+    [("a", 1), ("b", 2), ("c", 3), ("d", 2)]
+        .into_iter()
+        .map(|(uuid, count)| TestLicense {
+            feature: "MVTec_HALCON".into(),
+            uuid: format!("chaos-{uuid}"),
+            count,
+        })
+        .collect()
+}
+
+/// The nodes clients may talk to, changed by the nemesis as members come and go.
+#[derive(Debug, Clone, Default)]
+pub struct Targets(Arc<RwLock<Vec<(String, String)>>>);
+
+impl Targets {
+    /// Replaces the list with `(node name, client URL)` pairs.
+    pub fn set(&self, targets: Vec<(String, String)>) {
+        if let Ok(mut guard) = self.0.write() {
+            *guard = targets;
+        }
+    }
+
+    /// A random target.
+    fn pick(&self, rng: &mut StdRng) -> Option<(String, String)> {
+        self.0.read().ok()?.choose(rng).cloned()
+    }
+}
+
+/// How the clients behave.
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// The licenses to borrow.
+    pub licenses: Vec<TestLicense>,
+    /// Client-side timeout of one call.
+    pub call_timeout: Duration,
+    /// Attempts of one logical borrow or return (1 = no retry).
+    pub attempts: usize,
+    /// Pause between operations of one client.
+    pub think: Duration,
+    /// Seed; client `c` uses `seed + c`.
+    pub seed: u64,
+}
+
+/// Borrow ids acknowledged so far, shared by all clients (gets read other clients' borrows).
+#[derive(Debug, Clone, Default)]
+pub struct Acknowledged(Arc<Mutex<Vec<String>>>);
+
+impl Acknowledged {
+    /// Every acknowledged borrow id so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().map(|ids| ids.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, id: String) {
+        if let Ok(mut ids) = self.0.lock() {
+            ids.push(id);
+        }
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> Option<String> {
+        self.0.lock().ok()?.choose(rng).cloned()
+    }
+}
+
+/// Runs all clients until `stop` is set; every acknowledged borrow id goes into
+/// `acknowledged`.
+pub async fn run(
+    config: WorkloadConfig,
+    targets: Targets,
+    recorder: HistoryRecorder,
+    stop: Arc<AtomicBool>,
+    acknowledged: Acknowledged,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .timeout(config.call_timeout)
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()?;
+    let mut tasks = Vec::new();
+    for c in 0..config.clients {
+        let client = Client {
+            id: c as ClientId,
+            rng: StdRng::seed_from_u64(config.seed.wrapping_add(c as u64)),
+            config: config.clone(),
+            targets: targets.clone(),
+            recorder: recorder.clone(),
+            http: http.clone(),
+            acknowledged: acknowledged.clone(),
+            mine: Vec::new(),
+            next_request: 0,
+        };
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(client.run(stop)));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    Ok(())
+}
+
+struct Client {
+    id: ClientId,
+    rng: StdRng,
+    config: WorkloadConfig,
+    targets: Targets,
+    recorder: HistoryRecorder,
+    http: reqwest::Client,
+    acknowledged: Acknowledged,
+    /// This client's acknowledged, not yet returned borrows.
+    mine: Vec<String>,
+    next_request: u64,
+}
+
+impl Client {
+    async fn run(mut self, stop: Arc<AtomicBool>) {
+        while !stop.load(Ordering::Relaxed) {
+            let roll = self.rng.gen_range(0..100);
+            match roll {
+                0..=44 => self.borrow().await,
+                45..=59 => self.give_back().await,
+                60..=79 => self.get().await,
+                _ => self.list().await,
+            }
+            if !self.config.think.is_zero() {
+                tokio::time::sleep(self.config.think).await;
+            }
+        }
+    }
+
+    /// One call to a random node, recorded. `None` when no node is known.
+    async fn call(&mut self, kind: OpKind) -> Option<OpResult> {
+        let (node, url) = self.targets.pick(&mut self.rng)?;
+        let client = RpcClient::with_http_client(&url, self.http.clone()).ok()?;
+        let op = self.recorder.invoke(self.id, &node, kind.clone());
+        let result = match &kind {
+            OpKind::Borrow {
+                license,
+                from,
+                until,
+                host,
+                request_id,
+            } => {
+                let (feature, uuid) = license.split_once('/').unwrap_or((license, ""));
+                let params = BorrowParams {
+                    feature: feature.to_string(),
+                    uuid: uuid.to_string(),
+                    host_id: host.clone(),
+                    valid_from: Some(format_unix(*from)),
+                    valid_until: format_unix(*until),
+                    user_info: None,
+                    request_id: request_id.clone(),
+                };
+                match client.borrow_license(&params).await {
+                    Ok(answer) => OpResult::borrowed(&kind, &answer),
+                    Err(error) => OpResult::from_error(&kind, &error),
+                }
+            }
+            OpKind::Return { borrow_id } => match client.return_license(borrow_id).await {
+                Ok(_) => OpResult::ReturnOk,
+                Err(error) => OpResult::from_error(&kind, &error),
+            },
+            OpKind::Get { borrow_id } => match client.get_borrowed_license(borrow_id).await {
+                Ok(answer) => OpResult::borrowed(&kind, &answer),
+                Err(error) => OpResult::from_error(&kind, &error),
+            },
+            OpKind::List => match client.list_licenses().await {
+                Ok(licenses) => OpResult::listed(&licenses),
+                Err(error) => OpResult::from_error(&kind, &error),
+            },
+        };
+        self.recorder.complete(op, result.clone());
+        Some(result)
+    }
+
+    async fn borrow(&mut self) {
+        let license = match self.config.licenses.choose(&mut self.rng) {
+            Some(license) => license.key(),
+            None => return,
+        };
+        // Whole hours within two days, 1 to 6 hours long: plenty of overlap.
+        let from = EPOCH_2031 + self.rng.gen_range(0..48) * HOUR;
+        let until = from + self.rng.gen_range(1..=6) * HOUR;
+        self.next_request += 1;
+        let kind = OpKind::Borrow {
+            license,
+            from,
+            until,
+            host: format!("MAC:{:012X}", self.rng.gen_range(0..(1u64 << 48))),
+            request_id: Some(format!("c{}-{}", self.id, self.next_request)),
+        };
+        for _ in 0..self.config.attempts {
+            match self.call(kind.clone()).await {
+                Some(OpResult::BorrowOk { borrow_id, .. }) => {
+                    self.acknowledged.push(borrow_id.clone());
+                    self.mine.push(borrow_id);
+                    return;
+                }
+                Some(OpResult::Indeterminate { .. }) | None => self.back_off().await,
+                Some(_) => return,
+            }
+        }
+    }
+
+    async fn give_back(&mut self) {
+        if self.mine.is_empty() {
+            return self.borrow().await;
+        }
+        let index = self.rng.gen_range(0..self.mine.len());
+        let borrow_id = self.mine.swap_remove(index);
+        let kind = OpKind::Return { borrow_id };
+        for _ in 0..self.config.attempts {
+            match self.call(kind.clone()).await {
+                Some(OpResult::Indeterminate { .. }) | None => self.back_off().await,
+                Some(_) => return,
+            }
+        }
+    }
+
+    async fn get(&mut self) {
+        let Some(borrow_id) = self.acknowledged.pick(&mut self.rng) else {
+            return self.list().await;
+        };
+        self.call(OpKind::Get { borrow_id }).await;
+    }
+
+    async fn list(&mut self) {
+        self.call(OpKind::List).await;
+    }
+
+    async fn back_off(&mut self) {
+        let ms = self.rng.gen_range(20..200);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// RFC 3339 UTC with whole seconds, as the server writes dates.
+pub fn format_unix(secs: UnixSeconds) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_the_way_the_server_reads_them() {
+        assert_eq!(format_unix(EPOCH_2031), "2031-01-01T00:00:00Z");
+        let parsed = licensed::borrow::time::parse_instant(
+            &format_unix(EPOCH_2031 + 5 * HOUR),
+            licensed::borrow::time::DateRole::Start,
+            "validFrom",
+        )
+        .expect("parses");
+        assert_eq!(parsed, EPOCH_2031 + 5 * HOUR);
+    }
+
+    #[test]
+    fn the_pool_lists_every_license_with_its_count() {
+        let pool: serde_json::Value =
+            serde_json::from_str(&pool_json(&default_licenses())).expect("json");
+        assert_eq!(pool.as_array().map(Vec::len), Some(4));
+        assert_eq!(pool[1]["count"], 2);
+    }
+}
