@@ -325,6 +325,8 @@ async fn without_a_quorum_a_node_refuses_clearly_and_recovers_after() {
     cluster.resume(1);
     cluster.resume(2);
     // Service resumes: the earlier borrow is there and capacity still holds (5 seats).
+    // The borrow refused during the outage had an unknown outcome: it may have been
+    // applied once the quorum came back, and then fills a seat too.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut granted = BTreeSet::from([seat_id.clone()]);
     while granted.len() < 5 {
@@ -333,6 +335,8 @@ async fn without_a_quorum_a_node_refuses_clearly_and_recovers_after() {
             .await;
         if let Some(id) = answer["result"]["borrowId"].as_str() {
             granted.insert(id.to_string());
+        } else if answer["error"]["code"] == 32 {
+            break;
         } else {
             assert_eq!(answer["error"]["code"], -32603, "{answer}");
             assert!(Instant::now() < deadline, "service did not resume");
@@ -347,8 +351,9 @@ async fn without_a_quorum_a_node_refuses_clearly_and_recovers_after() {
     assert_eq!(sixth["error"]["code"], 32, "{sixth}");
     for i in 0..3 {
         let listed = borrowed_ids(&cluster, i, "five").await;
-        assert!(
-            listed.len() <= 5,
+        assert_eq!(
+            listed.len(),
+            5,
             "node {i} lists {} borrows of a 5-seat license",
             listed.len()
         );
