@@ -209,14 +209,16 @@ impl Nemesis<'_> {
     }
 
     /// A follower that may leave the cluster for good: not the one on the tmpfs, which
-    /// the full-disk fault needs.
-    async fn removable_follower(&mut self) -> anyhow::Result<u64> {
+    /// the full-disk fault needs, nor `keep` (a node just added).
+    async fn removable_follower(&mut self, keep: Option<u64>) -> anyhow::Result<u64> {
         let leader = self.leader().await?;
         let candidates: Vec<u64> = self
             .cluster
             .nodes
             .iter()
-            .filter(|(id, node)| **id != leader && node.spec().tmpfs_bytes.is_none())
+            .filter(|(id, node)| {
+                **id != leader && Some(**id) != keep && node.spec().tmpfs_bytes.is_none()
+            })
             .map(|(id, _)| *id)
             .collect();
         candidates
@@ -325,8 +327,8 @@ impl Nemesis<'_> {
                 });
                 let added = self.cluster.add_node().await;
                 let removed = match &added {
-                    Ok(_) => {
-                        let old = self.removable_follower().await?;
+                    Ok(new) => {
+                        let old = self.removable_follower(Some(*new)).await?;
                         self.cluster.remove_node(old).await.map(|_| old)
                     }
                     Err(e) => Err(anyhow!("{e:#}")),
@@ -339,7 +341,7 @@ impl Nemesis<'_> {
                 ))
             }
             FaultKind::WipeRejoin => {
-                let id = self.removable_follower().await?;
+                let id = self.removable_follower(None).await?;
                 self.injected(label, &name(id), start);
                 let mut node = self.cluster.remove_node(id).await?;
                 node.wipe_data_dir()?;
