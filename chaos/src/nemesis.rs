@@ -141,8 +141,6 @@ pub struct Nemesis<'a> {
     pub rng: StdRng,
     /// How long a fault is held.
     pub hold: Duration,
-    /// The entries between snapshots the nodes run with (for partition-until-snapshot).
-    pub snapshot_every: u64,
     /// The nodes the workload uses.
     pub targets: Targets,
 }
@@ -433,23 +431,25 @@ impl Nemesis<'_> {
                 .filter(|(node, _)| *node != name(id))
                 .collect(),
         );
-        // openraft keeps max(snapshot_every, 1000) entries behind a snapshot.
-        let needed = behind_at + self.snapshot_every.max(1_000) + self.snapshot_every + 100;
+        // Until the leader has compacted its log past what the cut-off node holds: from
+        // then on it can only send that node a snapshot.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        let mut snapshot = 0;
-        while snapshot < needed {
+        let (mut snapshot, mut purged) = (0, 0);
+        while purged <= behind_at {
             if tokio::time::Instant::now() >= deadline {
-                bail!("the leader never compacted past index {needed} (snapshot at {snapshot})");
+                bail!("the leader never compacted past index {behind_at} (purged up to {purged})");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
             let leader = self.leader().await?;
-            snapshot = self.cluster.node(leader)?.status().await?["snapshot"]
-                .as_u64()
-                .unwrap_or(0);
+            let status = self.cluster.node(leader)?.status().await?;
+            snapshot = status["snapshot"].as_u64().unwrap_or(0);
+            purged = status["purged"].as_u64().unwrap_or(0);
         }
         self.cluster.mesh.heal();
         self.targets.set(self.cluster.targets());
-        let mut note = format!("node was at {behind_at}, leader snapshot at {snapshot}");
+        let mut note = format!(
+            "node was at {behind_at}, leader purged up to {purged}, snapshot at {snapshot}"
+        );
         if crash.is_some() {
             // Wait for the armed node to crash on the snapshot, then restart it clean.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -463,7 +463,7 @@ impl Nemesis<'_> {
             note.push_str(if crashed {
                 "; crashed at the crash point, restarted clean"
             } else {
-                "; the crash point was not reached"
+                "; the crash point was not reached (no snapshot was sent: the node caught up from the log)"
             });
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -474,11 +474,11 @@ impl Nemesis<'_> {
                     .filter(|at| *at >= snapshot.saturating_sub(1))
             });
             if let Some(at) = installed {
-                note.push_str(&format!("; snapshot installed at {at}"));
+                note.push_str(&format!("; its snapshot is now at {at}"));
                 return Ok(note);
             }
             if tokio::time::Instant::now() >= deadline {
-                note.push_str("; no snapshot install seen within 60 s");
+                note.push_str("; its snapshot did not reach the leader's within 60 s");
                 return Ok(note);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -232,7 +232,6 @@ async fn nemesis_phase(
             recorder: recorder.clone(),
             rng: StdRng::seed_from_u64(rand::Rng::gen(&mut rng)),
             hold: config.hold,
-            snapshot_every: SNAPSHOT_EVERY,
             targets: targets.clone(),
         };
         let record = nemesis.run(&kind).await?;

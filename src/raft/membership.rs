@@ -183,6 +183,8 @@ pub struct ClusterStatus {
     pub applied: Option<u64>,
     /// Snapshot index.
     pub snapshot: Option<u64>,
+    /// Highest log index compacted away: a member behind it catches up from a snapshot.
+    pub purged: Option<u64>,
     /// Members.
     pub members: Vec<MemberStatus>,
 }
@@ -230,6 +232,7 @@ pub fn status(raft: &Raft) -> ClusterStatus {
         committed: metrics.local_committed.as_ref().map(|id| id.index()),
         applied: metrics.last_applied.as_ref().map(|id| id.index()),
         snapshot: metrics.snapshot.as_ref().map(|id| id.index()),
+        purged: metrics.purged.as_ref().map(|id| id.index()),
         members,
     }
 }
