@@ -15,11 +15,18 @@ pub const DEFAULT_RAFT_LISTEN: &str = "127.0.0.1:22023";
 /// Largest request body accepted on `/licenses`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// `--version`; a chaos build (crash points, broken modes) says so.
+#[cfg(feature = "failpoints")]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (chaos build: failpoints)");
+/// `--version`.
+#[cfg(not(feature = "failpoints"))]
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// `licensed` — the license server.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "licensed",
-    version,
+    version = VERSION,
     about = "High-availability license server (MVTec Borrow API, JSON-RPC 2.0)"
 )]
 pub struct Config {

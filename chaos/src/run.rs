@@ -114,6 +114,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
         "{} holds an earlier run: choose another --out or remove it",
         config.out.display()
     );
+    let needs_chaos_build = config.broken.is_some()
+        || config
+            .faults
+            .iter()
+            .any(|f| matches!(f, FaultKind::CrashPoint(_)));
+    if needs_chaos_build {
+        let version = std::process::Command::new(&config.binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running {} --version", config.binary.display()))?;
+        anyhow::ensure!(
+            String::from_utf8_lossy(&version.stdout).contains("failpoints"),
+            "{} is not a chaos build (crash points need the `failpoints` feature): \
+             build it with `cargo build --workspace`",
+            config.binary.display()
+        );
+    }
     std::fs::create_dir_all(&config.out)?;
     let history_path = config.out.join("history.jsonl");
     let recorder = crate::history::HistoryRecorder::create(&history_path)?;
