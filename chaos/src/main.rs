@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use licensed_chaos::checker::{check_recorded, CheckConfig};
+use licensed_chaos::checker::check_recorded;
 use licensed_chaos::nemesis::FaultKind;
 use licensed_chaos::process::licensed_binary;
 use licensed_chaos::run::{run, RunConfig};
@@ -67,6 +67,10 @@ enum Command {
     Check {
         /// The history (`history.jsonl`).
         history: PathBuf,
+        /// Search steps per license for the linearizability check (default: 100 per
+        /// operation of the history, at least 2 000 000).
+        #[arg(long)]
+        search_budget: Option<u64>,
     },
 }
 
@@ -107,9 +111,16 @@ async fn main() -> ExitCode {
 
 async fn main_inner() -> anyhow::Result<bool> {
     match Cli::parse().command {
-        Command::Check { history } => {
+        Command::Check {
+            history,
+            search_budget,
+        } => {
             let history = licensed_chaos::history::load(&history)?;
-            let report = check_recorded(&history, &CheckConfig::default());
+            let mut config = licensed_chaos::run::check_config(history.ops.len());
+            if let Some(budget) = search_budget {
+                config.search_budget = budget;
+            }
+            let report = check_recorded(&history, &config);
             print!("{report}");
             Ok(report.passed())
         }

@@ -143,6 +143,8 @@ pub struct Nemesis<'a> {
     pub hold: Duration,
     /// The nodes the workload uses.
     pub targets: Targets,
+    /// What the current fault's injection record named as its target.
+    pub injected_target: Option<String>,
 }
 
 impl Nemesis<'_> {
@@ -159,7 +161,12 @@ impl Nemesis<'_> {
         let end = self.recorder.now();
         self.recorder.fault(FaultEvent {
             kind: label.clone(),
-            target: target.clone(),
+            // The heal must name the fault exactly as the injection did, or the two
+            // records would not pair up.
+            target: self
+                .injected_target
+                .take()
+                .unwrap_or_else(|| target.clone()),
             start,
             end: Some(end),
         });
@@ -176,7 +183,8 @@ impl Nemesis<'_> {
         })
     }
 
-    fn injected(&self, label: &str, target: &str, start: u64) {
+    fn injected(&mut self, label: &str, target: &str, start: u64) {
+        self.injected_target = Some(target.to_string());
         self.recorder.fault(FaultEvent {
             kind: label.to_string(),
             target: target.to_string(),

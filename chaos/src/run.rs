@@ -105,6 +105,17 @@ impl std::fmt::Display for RunReport {
     }
 }
 
+/// The checks' settings for a history of `ops` operations: the linearizability search
+/// gets a budget that grows with the history (a 30-minute run has ~150 000 operations
+/// per license).
+pub fn check_config(ops: usize) -> CheckConfig {
+    let defaults = CheckConfig::default();
+    CheckConfig {
+        search_budget: defaults.search_budget.max(ops as u64 * 100),
+        ..defaults
+    }
+}
+
 /// Runs one chaos run end to end.
 pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     let started = Instant::now();
@@ -195,7 +206,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     let history = recorder.finish()?;
     cluster.shutdown().await;
 
-    let check = check_recorded(&history, &CheckConfig::default());
+    let check = check_recorded(&history, &check_config(history.ops.len()));
     let mut fault_kinds = BTreeMap::new();
     for fault in &faults {
         *fault_kinds.entry(fault.kind.clone()).or_insert(0) += 1;
@@ -250,6 +261,7 @@ async fn nemesis_phase(
             rng: StdRng::seed_from_u64(rand::Rng::gen(&mut rng)),
             hold: config.hold,
             targets: targets.clone(),
+            injected_target: None,
         };
         let record = nemesis.run(&kind).await?;
         tracing::info!(kind = %record.kind, target = %record.target, note = %record.note, "fault healed");
