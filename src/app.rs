@@ -13,6 +13,7 @@ use crate::borrow::license::License;
 use crate::borrow::time::{self, format_instant};
 use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
 use crate::raft::node::Node;
+use crate::signed_cache::{SignedCache, DEFAULT_CAPACITY};
 use crate::state::{Bootstrap, BorrowRecord, Outcome};
 
 /// Pause between attempts while the cluster has no (reachable) leader.
@@ -62,6 +63,7 @@ pub struct App {
     node: Node,
     request_timeout: Duration,
     signer: OnceLock<Arc<LicenseSigner>>,
+    signed: SignedCache,
     peers: ClusterClient,
 }
 
@@ -74,6 +76,7 @@ impl App {
             node,
             request_timeout,
             signer: OnceLock::new(),
+            signed: SignedCache::new(DEFAULT_CAPACITY),
             peers,
         })
     }
@@ -285,9 +288,13 @@ impl App {
     /// the same string on every node, every time.
     fn issue(&self, record: &BorrowRecord) -> Result<IssuedLicense, AppError> {
         let signer = self.signer()?;
-        let document = document_for(record, signer.key_id());
+        let license = self
+            .signed
+            .get_or_sign(record.borrow_id, record.valid_until, || {
+                signer.sign(&document_for(record, signer.key_id()))
+            });
         Ok(IssuedLicense {
-            license: signer.sign(&document),
+            license,
             borrow_id: record.borrow_id,
         })
     }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod raft;
 pub mod rpc;
 pub mod server;
+pub mod signed_cache;
 pub mod state;
 
 /// The Borrow API's default port.
