@@ -136,6 +136,21 @@ impl Licensed {
     }
 }
 
+impl Licensed {
+    /// Member `i`'s cluster status.
+    async fn status(&self, http: &reqwest::Client, i: usize) -> Option<Value> {
+        let url = format!("http://{}/cluster/admin/status", self.raft_addrs[i]);
+        http.get(url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+}
+
 impl System for Licensed {
     fn name(&self) -> &'static str {
         "licensed"
@@ -151,18 +166,7 @@ impl System for Licensed {
             if member.child.is_none() {
                 continue;
             }
-            let status: Value = http
-                .get(format!(
-                    "http://{}/cluster/admin/status",
-                    self.raft_addrs[i]
-                ))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let status = self.status(http, i).await?;
             let leader = status["leader"].as_u64()? as usize - 1;
             if seen.is_some_and(|s| s != leader) {
                 return None;
@@ -173,19 +177,7 @@ impl System for Licensed {
     }
 
     async fn term(&self, http: &reqwest::Client, i: usize) -> Option<u64> {
-        let status: Value = http
-            .get(format!(
-                "http://{}/cluster/admin/status",
-                self.raft_addrs[i]
-            ))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        status["term"].as_u64()
+        self.status(http, i).await?["term"].as_u64()
     }
 
     async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
@@ -254,6 +246,21 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// A member's `/v3/maintenance/status`.
+    async fn status(http: &reqwest::Client, member: &Member) -> Option<Value> {
+        http.post(format!("{}/v3/maintenance/status", member.url))
+            .timeout(Duration::from_secs(1))
+            .json(&json!({}))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+}
+
 impl System for Etcd {
     fn name(&self) -> &'static str {
         "etcd"
@@ -271,16 +278,7 @@ impl System for Etcd {
                 ids.push(None);
                 continue;
             }
-            let status: Value = http
-                .post(format!("{}/v3/maintenance/status", member.url))
-                .timeout(Duration::from_secs(1))
-                .json(&json!({}))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let status = Etcd::status(http, member).await?;
             ids.push(Some(status["header"]["member_id"].as_str()?.to_string()));
             let leader = status["leader"].as_str()?.to_string();
             if seen.as_ref().is_some_and(|s| *s != leader) {
@@ -294,16 +292,7 @@ impl System for Etcd {
     }
 
     async fn term(&self, http: &reqwest::Client, i: usize) -> Option<u64> {
-        let status: Value = http
-            .post(format!("{}/v3/maintenance/status", self.members[i].url))
-            .timeout(Duration::from_secs(1))
-            .json(&json!({}))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let status = Etcd::status(http, &self.members[i]).await?;
         status["raftTerm"].as_str()?.parse().ok()
     }
 

@@ -3,7 +3,7 @@
 //! (`--peer-route`), so the nemesis can cut, delay or drop any link.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -35,13 +35,11 @@ pub struct ClusterConfig {
 /// The running cluster.
 pub struct ChaosCluster {
     config: ClusterConfig,
-    pool_path: PathBuf,
     /// Current members by id.
     pub nodes: BTreeMap<u64, NodeProcess>,
     /// The proxies between them.
     pub mesh: ProxyMesh,
     next_id: u64,
-    http: reqwest::Client,
 }
 
 impl ChaosCluster {
@@ -73,13 +71,8 @@ impl ChaosCluster {
         let cluster = ChaosCluster {
             next_id: config.size as u64 + 1,
             config,
-            pool_path,
             nodes,
             mesh,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(2))
-                .build()?,
         };
         if !cluster.wait_healthy(Duration::from_secs(60)).await {
             bail!("the new cluster did not become ready");
@@ -107,11 +100,6 @@ impl ChaosCluster {
             }
         }
         Ok(spec)
-    }
-
-    /// The working directory.
-    pub fn dir(&self) -> &Path {
-        &self.config.dir
     }
 
     /// Member ids.
@@ -264,39 +252,6 @@ impl ChaosCluster {
         }
         node.kill9().await?;
         Ok(node)
-    }
-
-    /// Reads every member's view for the final checks: how far each has applied.
-    pub async fn statuses(&self) -> BTreeMap<u64, serde_json::Value> {
-        let mut out = BTreeMap::new();
-        for (id, node) in &self.nodes {
-            if let Ok(status) = node.status().await {
-                out.insert(*id, status);
-            }
-        }
-        out
-    }
-
-    /// The pool file the cluster was created with.
-    pub fn pool_path(&self) -> &Path {
-        &self.pool_path
-    }
-
-    /// Whether every member answers `/healthz` (the process serves).
-    pub async fn all_serving(&self) -> bool {
-        for node in self.nodes.values() {
-            let url = format!("{}/healthz", node.api_url());
-            let ok = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if !ok {
-                return false;
-            }
-        }
-        true
     }
 
     /// Stops everything.
