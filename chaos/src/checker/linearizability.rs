@@ -418,7 +418,46 @@ fn build(
             );
         }
     }
+    tighten_unanswered(&mut partition);
     (partition, problems)
+}
+
+/// Moves the earliest instant of unanswered operations past the reads that rule out
+/// an earlier effect, so that the search does not try them where they cannot fit:
+/// - a return of `b` cannot take effect before a list that shows `b` (the borrow is
+///   created once and only a return ends it), so it comes after the last such list's
+///   invocation; an old return that was lost is then no longer a candidate at every
+///   step of the rest of the history;
+/// - a borrow without an answer that no read ties to an id can only take effect as an
+///   anonymous borrow, which the model allows once no list is left, so it comes after
+///   the last list's invocation.
+///
+/// Both bounds are necessary conditions of every linearization, so the search finds a
+/// linearization with them exactly when it finds one without them.
+fn tighten_unanswered(partition: &mut Partition) {
+    let mut last_list_showing: Vec<Option<Time>> = vec![None; partition.ids.len()];
+    let mut last_list: Option<Time> = None;
+    for op in &partition.ops {
+        if let Step::List { ids } = &op.step {
+            last_list = last_list.max(Some(op.lo));
+            for &id in ids {
+                last_list_showing[id] = last_list_showing[id].max(Some(op.lo));
+            }
+        }
+    }
+    for op in &mut partition.ops {
+        if op.hi.is_some() {
+            continue;
+        }
+        let after = match &op.step {
+            Step::Return { id } => last_list_showing[*id],
+            Step::MaybeCreate { candidates, .. } if candidates.is_empty() => last_list,
+            _ => None,
+        };
+        if let Some(after) = after {
+            op.lo = op.lo.max(after);
+        }
+    }
 }
 
 /// Makes a get's or return's step once its id is known.

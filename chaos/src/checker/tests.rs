@@ -645,6 +645,43 @@ fn an_exhausted_budget_is_unknown_not_a_violation() {
 }
 
 #[test]
+fn lost_returns_do_not_hide_a_stale_list_behind_the_budget() {
+    // Twenty borrows whose returns were never answered and never took effect: every
+    // later list still shows them. A stale list after that must be found as a
+    // violation within a small budget, not lost in the 2^20 ways of placing the
+    // returns.
+    let mut b = Builder::default();
+    let mut shown: Vec<(String, String)> = Vec::new();
+    for n in 0..20 {
+        let (id, host) = (format!("a{n}"), format!("h{n}"));
+        b.borrow(&host, (0, 10), (n * 10, n * 10 + 5), ok(&id));
+        b.ret(&id, (n * 10 + 6, n * 10 + 7), unknown());
+        shown.push((id, host));
+    }
+    let listed: Vec<(&str, &str, (i64, i64))> = shown
+        .iter()
+        .map(|(id, host)| (id.as_str(), host.as_str(), (0, 10)))
+        .collect();
+    b.borrow("hz", (0, 10), (300, 310), ok("z"));
+    b.list(&listed, (320, 330));
+    let report = check(
+        &b.history,
+        &[(LICENSE.to_string(), 25)],
+        &FinalReads::default(),
+        &CheckConfig {
+            search_budget: 10_000,
+            ..CheckConfig::default()
+        },
+    );
+    assert_eq!(
+        report.linearizability.partitions[0].outcome,
+        PartitionOutcome::Violated,
+        "{report}"
+    );
+    assert!(kinds(&report.linearizability.violations).contains(&ViolationKind::NotLinearizable));
+}
+
+#[test]
 fn the_report_serializes_and_summarizes() {
     let mut b = Builder::default();
     b.borrow("h1", (0, 10), (0, 10), ok("b1"));
