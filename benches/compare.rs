@@ -16,8 +16,8 @@
 //! machine's cores, so compare systems measured on the same machine in the same run.
 //!
 //! A `list` answer carries every borrow in the ledger, and every borrow case adds to it,
-//! so list numbers depend on the cluster's history: start from fresh data directories to
-//! compare list results between runs of this benchmark.
+//! so list numbers depend on the cluster's history: for list on a small pool, start
+//! fresh clusters and run `--ops list,get` (each get case adds one borrow per client).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +53,12 @@ struct CompareArgs {
     /// etcd client URLs, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "URL,...")]
     etcd: Vec<String>,
+    /// The licensed operations to measure, in this order, each beside its etcd
+    /// counterpart (borrow: compare-and-put; get, list: linearizable range). `list,get`
+    /// on fresh clusters measures list on a small pool (see the module doc).
+    #[arg(long, value_delimiter = ',', default_value = "borrow,get,list")]
+    #[serde(serialize_with = "op_names")]
+    ops: Vec<LicensedOp>,
     /// Client counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     clients: Vec<usize>,
@@ -84,6 +90,10 @@ struct CompareArgs {
     #[arg(long, hide = true)]
     #[serde(skip)]
     bench: bool,
+}
+
+fn op_names<S: serde::Serializer>(ops: &[LicensedOp], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(ops.iter().map(|op| op.to_string()))
 }
 
 fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -158,6 +168,13 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     }
     if args.runs == 0 || args.clients.is_empty() {
         anyhow::bail!("--runs and --clients must not be empty or zero");
+    }
+    if let Some(op) = args
+        .ops
+        .iter()
+        .find(|op| !PAIRS.iter().any(|(licensed, _)| licensed == *op))
+    {
+        anyhow::bail!("--ops: {op} has no etcd counterpart (borrow, get and list do)");
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let cases = cases(&args);
@@ -234,7 +251,11 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
 /// growth, compaction, thermal) affects both alike.
 fn cases(args: &CompareArgs) -> Vec<Case> {
     let mut cases = Vec::new();
-    for (licensed, etcd) in PAIRS {
+    let pairs = args
+        .ops
+        .iter()
+        .filter_map(|op| PAIRS.iter().find(|(licensed, _)| licensed == op));
+    for &(licensed, etcd) in pairs {
         let licensed = Case::Licensed(licensed);
         let etcd = Case::Etcd(etcd);
         if !args.licensed.is_empty() && !cases.contains(&licensed) {

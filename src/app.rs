@@ -11,8 +11,11 @@ use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::document::{LicenseDocument, LicenseSigner, PublicKey};
 use crate::borrow::license::License;
 use crate::borrow::time::{self, format_instant};
+use crate::raft::batcher::{Batcher, SendBatch};
 use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
+use crate::raft::coalescer::Coalescer;
 use crate::raft::node::Node;
+use crate::raft::{NodeAddr, NodeId};
 use crate::signed_cache::{SignedCache, DEFAULT_CAPACITY};
 use crate::state::{Bootstrap, BorrowRecord, Outcome};
 
@@ -64,7 +67,10 @@ pub struct App {
     request_timeout: Duration,
     signer: OnceLock<Arc<LicenseSigner>>,
     signed: SignedCache,
-    peers: ClusterClient,
+    /// Writes forwarded to the leader in batches (see [`Batcher`]).
+    forwards: Batcher<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError>,
+    /// Read-index rounds shared by concurrent reads (see [`Coalescer`]).
+    read_index: Coalescer<Result<u64, ClusterError>>,
 }
 
 impl App {
@@ -72,12 +78,15 @@ impl App {
     pub fn new(node: Node, request_timeout: Duration) -> Result<App, AppError> {
         let peers = ClusterClient::new(node.routes.clone())
             .map_err(|e| AppError::Internal(e.to_string()))?;
+        let forwards = Batcher::new(forward_batches(peers.clone(), request_timeout));
+        let read_index = Coalescer::new(read_index_round(node.clone(), peers, request_timeout));
         Ok(App {
+            forwards,
             node,
             request_timeout,
             signer: OnceLock::new(),
             signed: SignedCache::new(DEFAULT_CAPACITY),
-            peers,
+            read_index,
         })
     }
 
@@ -155,10 +164,13 @@ impl App {
                 Err(ClusterError::NotLeader {
                     leader: Some((leader, addr)),
                 }) if leader != self.node.id => {
-                    let remaining = deadline.saturating_duration_since(Deadline::now());
-                    self.peers
-                        .forward((leader, &addr), &proposal, remaining)
-                        .await
+                    match self.forwards.call((leader, addr), proposal.clone()).await {
+                        Some(Ok(answer)) => answer,
+                        Some(Err(e)) => Err(e),
+                        None => Err(ClusterError::Unknown(
+                            "the forwarding task failed".to_string(),
+                        )),
+                    }
                 }
                 other => other,
             };
@@ -230,15 +242,11 @@ impl App {
         let deadline = Deadline::now() + self.request_timeout;
         let mut last_error;
         loop {
-            let attempt = match cluster::read_index_local(&self.node.raft).await {
-                Err(ClusterError::NotLeader {
-                    leader: Some((leader, addr)),
-                }) if leader != self.node.id => {
-                    let remaining = deadline.saturating_duration_since(Deadline::now());
-                    self.peers.read_index((leader, &addr), remaining).await
-                }
-                other => other,
-            };
+            let attempt = self.read_index.call().await.unwrap_or_else(|| {
+                Err(ClusterError::NoQuorum(
+                    "the read-index round failed".to_string(),
+                ))
+            });
             match attempt {
                 Ok(index) => {
                     let remaining = deadline.saturating_duration_since(Deadline::now());
@@ -298,6 +306,41 @@ impl App {
             borrow_id: record.borrow_id,
         })
     }
+}
+
+/// Sends a batch of forwarded writes to the leader in one request.
+fn forward_batches(
+    peers: ClusterClient,
+    timeout: Duration,
+) -> SendBatch<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError> {
+    Arc::new(move |(leader, addr), proposals| {
+        let peers = peers.clone();
+        Box::pin(async move {
+            peers
+                .forward_batch((leader, &addr), &proposals, timeout)
+                .await
+        })
+    })
+}
+
+/// One read-index round for [`App`]'s coalescer: from this node when it leads, else
+/// from the leader it knows (one request for every read queued for the round).
+fn read_index_round(
+    node: Node,
+    peers: ClusterClient,
+    timeout: Duration,
+) -> crate::raft::coalescer::Round<Result<u64, ClusterError>> {
+    Arc::new(move || {
+        let (node, peers) = (node.clone(), peers.clone());
+        Box::pin(async move {
+            match cluster::read_index_local(&node.raft).await {
+                Err(ClusterError::NotLeader {
+                    leader: Some((leader, addr)),
+                }) if leader != node.id => peers.read_index((leader, &addr), timeout).await,
+                other => other,
+            }
+        })
+    })
 }
 
 /// The document a borrow's license string carries.

@@ -27,6 +27,8 @@ use super::{metrics_of, NodeAddr, NodeId, Raft};
 
 /// Forward a write to the leader.
 pub const FORWARD_PATH: &str = "/cluster/forward";
+/// Forward several writes to the leader in one request (see [`super::batcher`]).
+pub const FORWARD_BATCH_PATH: &str = "/cluster/forward-batch";
 /// Ask the leader for a read index.
 pub const READ_INDEX_PATH: &str = "/cluster/read-index";
 /// Who is this node, does it belong to a cluster, whom does it follow.
@@ -226,6 +228,17 @@ impl ClusterClient {
         answer
     }
 
+    /// Forwards proposals to `leader` in one request: one answer per proposal, in order.
+    pub async fn forward_batch(
+        &self,
+        leader: (NodeId, &NodeAddr),
+        proposals: &[Proposal],
+        timeout: Duration,
+    ) -> Result<Vec<Result<Outcome, ClusterError>>, ClusterError> {
+        self.post(leader, FORWARD_BATCH_PATH, &proposals, timeout)
+            .await
+    }
+
     /// Asks `leader` for a read index.
     pub async fn read_index(
         &self,
@@ -264,6 +277,7 @@ struct ClusterState {
 pub fn router(raft: Raft, id: NodeId, addr: NodeAddr) -> Router {
     Router::new()
         .route(FORWARD_PATH, post(forward))
+        .route(FORWARD_BATCH_PATH, post(forward_batch))
         .route(READ_INDEX_PATH, post(read_index))
         .route(INFO_PATH, get(info))
         .with_state(ClusterState { raft, id, addr })
@@ -282,6 +296,21 @@ async fn forward(State(state): State<ClusterState>, body: Bytes) -> Response {
         Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
     };
     bincode_response(&propose_local(&state.raft, proposal).await)
+}
+
+async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Response {
+    let proposals: Vec<Proposal> = match wire::decode(&body) {
+        Ok(proposals) => proposals,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
+    };
+    // All at once: Raft appends what arrives together as one group commit.
+    let answers = futures::future::join_all(
+        proposals
+            .into_iter()
+            .map(|proposal| propose_local(&state.raft, proposal)),
+    )
+    .await;
+    bincode_response(&answers)
 }
 
 async fn read_index(State(state): State<ClusterState>) -> Response {

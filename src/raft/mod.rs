@@ -1,7 +1,9 @@
 //! openraft glue: the type configuration, RocksDB stores, node-to-node network and the
 //! node's lifecycle. See `DESIGN.md` beside this file for the reasoning.
 
+pub mod batcher;
 pub mod cluster;
+pub mod coalescer;
 pub mod log_store;
 pub mod membership;
 pub mod network;

@@ -1,0 +1,242 @@
+//! Requests to the same destination sent together: a follower forwards the writes its
+//! clients made while earlier forwards were in flight as one request to the leader.
+//!
+//! Each forwarded write used to be its own HTTP request, parsed and answered on the
+//! leader, which is the busiest node. Here a caller queues its item; up to
+//! [`MAX_IN_FLIGHT`] sender tasks each take everything queued for one destination (at
+//! most [`MAX_BATCH`] items), send it as one request and hand every caller its own
+//! answer. Alone, an item is sent at once; under load, batches grow with the time a
+//! batch takes, like a group commit.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
+
+/// Sender tasks at most at any time.
+pub const MAX_IN_FLIGHT: usize = 2;
+/// Items per request at most.
+pub const MAX_BATCH: usize = 256;
+
+/// Sends one batch to a destination: one answer per item, in order, or one error for
+/// the whole batch.
+pub type SendBatch<K, P, R, E> =
+    Arc<dyn Fn(K, Vec<P>) -> Pin<Box<dyn Future<Output = Result<Vec<R>, E>> + Send>> + Send + Sync>;
+
+/// Batches items per destination `K`; each caller gets `Result<R, E>` for its item.
+pub struct Batcher<K, P, R, E> {
+    send: SendBatch<K, P, R, E>,
+    queue: Arc<Mutex<Queue<K, P, R, E>>>,
+}
+
+type Reply<R, E> = oneshot::Sender<Result<R, E>>;
+
+struct Queue<K, P, R, E> {
+    in_flight: usize,
+    waiting: VecDeque<(K, P, Reply<R, E>)>,
+}
+
+impl<K, P, R, E> Batcher<K, P, R, E>
+where
+    K: Clone + PartialEq + Send + 'static,
+    P: Send + 'static,
+    R: Send + 'static,
+    E: Clone + Send + 'static,
+{
+    /// A batcher sending with `send`.
+    pub fn new(send: SendBatch<K, P, R, E>) -> Self {
+        Batcher {
+            send,
+            queue: Arc::new(Mutex::new(Queue {
+                in_flight: 0,
+                waiting: VecDeque::new(),
+            })),
+        }
+    }
+
+    /// Sends `item` to `to` within some batch; `None` if the sender task died (treat as
+    /// an unknown outcome: the item may have been sent).
+    pub async fn call(&self, to: K, item: P) -> Option<Result<R, E>> {
+        let (tx, rx) = oneshot::channel();
+        let start_sender = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.waiting.push_back((to, item, tx));
+            if queue.in_flight < MAX_IN_FLIGHT {
+                queue.in_flight += 1;
+                true
+            } else {
+                false
+            }
+        };
+        if start_sender {
+            // A task of its own: a caller that gives up must not strand the batch.
+            tokio::spawn(send_all(self.send.clone(), self.queue.clone()));
+        }
+        rx.await.ok()
+    }
+}
+
+/// Sends batches until nothing is queued.
+async fn send_all<K, P, R, E>(send: SendBatch<K, P, R, E>, queue: Arc<Mutex<Queue<K, P, R, E>>>)
+where
+    K: Clone + PartialEq + Send + 'static,
+    P: Send + 'static,
+    R: Send + 'static,
+    E: Clone + Send + 'static,
+{
+    // A panicking send ends this task: give its slot back and let the queued callers
+    // see `None` rather than wait for a task that will not come.
+    struct Release<K, P, R, E>(Arc<Mutex<Queue<K, P, R, E>>>);
+    impl<K, P, R, E> Drop for Release<K, P, R, E> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.in_flight = queue.in_flight.saturating_sub(1);
+                if queue.in_flight == 0 {
+                    queue.waiting.clear();
+                }
+            }
+        }
+    }
+    let _release = Release(queue.clone());
+    loop {
+        let (to, items, replies) = {
+            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(to) = queue.waiting.front().map(|(to, _, _)| to.clone()) else {
+                queue.in_flight -= 1;
+                return;
+            };
+            // Everything for the first item's destination, in arrival order.
+            let mut items = Vec::new();
+            let mut replies = Vec::new();
+            let mut rest = VecDeque::with_capacity(queue.waiting.len());
+            while let Some((key, item, reply)) = queue.waiting.pop_front() {
+                if key == to && items.len() < MAX_BATCH {
+                    items.push(item);
+                    replies.push(reply);
+                } else {
+                    rest.push_back((key, item, reply));
+                }
+            }
+            queue.waiting = rest;
+            (to, items, replies)
+        };
+        let sent = items.len();
+        match send(to, items).await {
+            Ok(answers) if answers.len() == sent => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            // A reply of the wrong length cannot be matched to callers: dropping their
+            // senders tells them the outcome is unknown.
+            Ok(_) => drop(replies),
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Echoes each item doubled after a pause; records every batch's destination and size.
+    fn doubling(
+        batches: Arc<Mutex<Vec<(u8, usize)>>>,
+        pause: Duration,
+    ) -> SendBatch<u8, u64, u64, String> {
+        Arc::new(move |to, items: Vec<u64>| {
+            let batches = batches.clone();
+            Box::pin(async move {
+                batches.lock().expect("lock").push((to, items.len()));
+                tokio::time::sleep(pause).await;
+                if to == 9 {
+                    return Err("destination 9 is down".to_string());
+                }
+                Ok(items.into_iter().map(|item| item * 2).collect())
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_caller_gets_its_own_answer_and_batches_form_under_load() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Arc::new(Batcher::new(doubling(
+            batches.clone(),
+            Duration::from_millis(10),
+        )));
+        let mut callers = Vec::new();
+        for item in 0..300u64 {
+            let batcher = batcher.clone();
+            callers.push(tokio::spawn(async move {
+                let to = (item % 2) as u8;
+                (item, batcher.call(to, item).await)
+            }));
+        }
+        for caller in callers {
+            let (item, answer) = caller.await.expect("caller");
+            assert_eq!(answer, Some(Ok(item * 2)));
+        }
+        let batches = batches.lock().expect("lock");
+        let sent: usize = batches.iter().map(|(_, size)| size).sum();
+        assert_eq!(sent, 300, "every item sent exactly once");
+        assert!(
+            batches.len() < 60,
+            "300 concurrent items took {} batches",
+            batches.len()
+        );
+        assert!(batches.iter().all(|(_, size)| *size <= MAX_BATCH));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_of_its_callers_and_no_other() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Arc::new(Batcher::new(doubling(batches, Duration::from_millis(5))));
+        let (down, up) = tokio::join!(batcher.call(9, 1), batcher.call(1, 2));
+        assert_eq!(down, Some(Err("destination 9 is down".to_string())));
+        assert_eq!(up, Some(Ok(4)));
+    }
+
+    #[tokio::test]
+    async fn senders_stop_when_the_queue_is_empty() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(doubling(batches.clone(), Duration::ZERO));
+        assert_eq!(batcher.call(1, 21).await, Some(Ok(42)));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let queue = batcher.queue.lock().expect("lock");
+        assert_eq!(queue.in_flight, 0);
+        assert!(queue.waiting.is_empty());
+        assert_eq!(batches.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_leaves_the_rest_of_its_batch_answered() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let send: SendBatch<u8, u64, u64, String> = Arc::new(move |_, items: Vec<u64>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(items)
+            })
+        });
+        let batcher = Arc::new(Batcher::new(send));
+        let impatient = tokio::time::timeout(Duration::from_millis(1), batcher.call(1, 7));
+        let patient = batcher.call(1, 8);
+        let (impatient, patient) = tokio::join!(impatient, patient);
+        assert!(impatient.is_err());
+        assert_eq!(patient, Some(Ok(8)));
+        assert!(calls.load(Ordering::SeqCst) >= 1);
+    }
+}
