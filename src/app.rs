@@ -1,7 +1,7 @@
 //! The narrow interface the JSON-RPC layer uses: borrow, read, status. It hides openraft
 //! and the ledger's locking from `rpc/`, and turns Raft failures into [`AppError`]s.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant as Deadline;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::document::{LicenseDocument, LicenseSigner, PublicKey};
 use crate::borrow::license::License;
-use crate::borrow::time::{self, format_instant};
+use crate::borrow::time::{self, format_instant, Instant};
 use crate::raft::batcher::{Batcher, SendBatch};
 use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
 use crate::raft::coalescer::Coalescer;
@@ -38,6 +38,22 @@ pub struct LicenseListing {
     pub license: License,
     /// Borrows whose end is in the future, ordered by start.
     pub borrows: Vec<BorrowRecord>,
+}
+
+/// A rendered listing and what it shows: the ledger at `version`, at instants from
+/// `rendered_at` until `fresh_until` (exclusive), when its first borrow ends.
+struct RenderedListing {
+    version: u64,
+    rendered_at: Instant,
+    fresh_until: Instant,
+    text: Arc<str>,
+}
+
+impl RenderedListing {
+    fn shows(&self, version: u64, now: Instant) -> bool {
+        // A clock stepped back could bring back a borrow that had dropped out: render.
+        self.version == version && self.rendered_at <= now && now < self.fresh_until
+    }
 }
 
 /// Why the application could not answer.
@@ -69,6 +85,8 @@ pub struct App {
     signed: SignedCache,
     /// Writes forwarded to the leader in batches (see [`Batcher`]).
     forwards: Batcher<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError>,
+    /// The last rendered listing, reused while the ledger and its expiries allow.
+    listing: Mutex<Option<RenderedListing>>,
     /// Read-index rounds shared by concurrent reads (see [`Coalescer`]).
     read_index: Coalescer<Result<u64, ClusterError>>,
 }
@@ -86,6 +104,7 @@ impl App {
             request_timeout,
             signer: OnceLock::new(),
             signed: SignedCache::new(DEFAULT_CAPACITY),
+            listing: Mutex::new(None),
             read_index,
         })
     }
@@ -216,6 +235,52 @@ impl App {
                 borrows: view.borrows.into_iter().cloned().collect(),
             })
             .collect())
+    }
+
+    /// The listing of [`App::licenses`] as `render` turns it into text, rendered again
+    /// only when the answer would differ: the ledger changed, or a listed borrow ended.
+    /// A busy pool is listed far more often than it changes; this answers those lists
+    /// without walking and rendering every borrow each time.
+    pub async fn licenses_rendered(
+        &self,
+        render: fn(Vec<LicenseListing>) -> Result<String, String>,
+    ) -> Result<Arc<str>, AppError> {
+        self.linearize().await?;
+        let now = time::now();
+        let (ledger, version) = self.node.ledger.read_versioned();
+        {
+            let cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cached) = cached.as_ref().filter(|c| c.shows(version, now)) {
+                return Ok(cached.text.clone());
+            }
+        }
+        let views = ledger.licenses(now);
+        // The answer holds until the first listed borrow ends (then it drops out).
+        let fresh_until = views
+            .iter()
+            .flat_map(|view| view.borrows.iter().map(|record| record.valid_until))
+            .min()
+            .unwrap_or(Instant::MAX);
+        let listings: Vec<LicenseListing> = views
+            .into_iter()
+            .map(|view| LicenseListing {
+                license: view.license.clone(),
+                borrows: view.borrows.into_iter().cloned().collect(),
+            })
+            .collect();
+        drop(ledger);
+        let text: Arc<str> = render(listings).map_err(AppError::Internal)?.into();
+        let mut cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
+        // Keep the newest rendering when two readers race.
+        if cached.as_ref().is_none_or(|c| c.version <= version) {
+            *cached = Some(RenderedListing {
+                version,
+                rendered_at: now,
+                fresh_until,
+                text: text.clone(),
+            });
+        }
+        Ok(text)
     }
 
     /// The public half of the signing key.

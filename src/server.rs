@@ -82,7 +82,7 @@ async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
         }
     };
     let response = match handle_body(&state.app, &bytes).await {
-        Some(value) => json_response(value),
+        Some(reply) => json_text_response(reply),
         None => StatusCode::NO_CONTENT.into_response(),
     };
     drop(timer);
@@ -92,7 +92,10 @@ async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
 /// Every JSON-RPC answer is HTTP 200, error or not (the seed's client calls
 /// `raise_for_status()` before it reads `error`).
 fn json_response(value: serde_json::Value) -> Response {
-    let body = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
+    json_text_response(value.to_string())
+}
+
+fn json_text_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

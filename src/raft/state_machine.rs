@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -26,10 +27,22 @@ use super::TypeConfig;
 pub type SnapshotData = Cursor<Vec<u8>>;
 
 /// The ledger, shared between the state machine (which writes) and the API (which reads).
+///
+/// Beside it, a version that changes whenever the ledger may have: every write access
+/// bumps it while holding the lock, and the ledger object survives snapshot installs, so
+/// equal versions mean an identical ledger. Readers use it to reuse what they rendered.
 #[derive(Debug, Default, Clone)]
-pub struct SharedLedger(Arc<RwLock<Ledger>>);
+pub struct SharedLedger(Arc<RwLock<Ledger>>, Arc<AtomicU64>);
 
 impl SharedLedger {
+    /// Read access and the ledger's version (see the type's doc), consistent with each
+    /// other: writers wait while the guard lives.
+    pub fn read_versioned(&self) -> (RwLockReadGuard<'_, Ledger>, u64) {
+        let guard = self.read();
+        let version = self.1.load(Ordering::Acquire);
+        (guard, version)
+    }
+
     /// Read access. A poisoned lock means an apply panicked mid-way; the ledger is still
     /// the last consistent one openraft saw, so reads go on.
     pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
@@ -39,9 +52,12 @@ impl SharedLedger {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Ledger> {
-        self.0
+        let guard = self
+            .0
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.1.fetch_add(1, Ordering::AcqRel);
+        guard
     }
 }
 

@@ -1,5 +1,7 @@
 //! The JSON-RPC 2.0 envelope: single requests, batches and notifications.
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
@@ -7,11 +9,22 @@ use crate::app::App;
 use super::error::{RpcError, INVALID_REQUEST, PARSE_ERROR};
 use super::methods;
 
+/// A response (or a batch of them) as JSON text, ready to send.
+pub type Reply = String;
+
+/// A successful response around a result that is JSON text already.
+#[derive(Serialize)]
+struct Success<'a> {
+    jsonrpc: &'static str,
+    result: &'a RawValue,
+    id: &'a Value,
+}
+
 /// Most requests one batch may carry; a larger batch is one `-32600` error.
 pub const MAX_BATCH: usize = 1_000;
 
 /// Answers a request body. `None` means "no body" (only notifications were sent).
-pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
+pub async fn handle_body(app: &App, body: &[u8]) -> Option<Reply> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
@@ -20,18 +33,18 @@ pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
             } else {
                 format!("the body is not valid JSON: {e}")
             };
-            return Some(error_response(
+            return Some(error_reply(
                 Value::Null,
                 &RpcError::new(PARSE_ERROR, reason),
             ));
         }
     };
     match parsed {
-        Value::Array(items) if items.is_empty() => Some(error_response(
+        Value::Array(items) if items.is_empty() => Some(error_reply(
             Value::Null,
             &RpcError::new(INVALID_REQUEST, "empty batch: send at least one request"),
         )),
-        Value::Array(items) if items.len() > MAX_BATCH => Some(error_response(
+        Value::Array(items) if items.len() > MAX_BATCH => Some(error_reply(
             Value::Null,
             &RpcError::new(
                 INVALID_REQUEST,
@@ -49,18 +62,18 @@ pub async fn handle_body(app: &App, body: &[u8]) -> Option<Value> {
                     responses.push(response);
                 }
             }
-            (!responses.is_empty()).then_some(Value::Array(responses))
+            (!responses.is_empty()).then(|| format!("[{}]", responses.join(",")))
         }
         single => handle_one(app, &single).await,
     }
 }
 
 /// Answers one request object; `None` for a notification.
-async fn handle_one(app: &App, request: &Value) -> Option<Value> {
+async fn handle_one(app: &App, request: &Value) -> Option<Reply> {
     let object = match request {
         Value::Object(object) => object,
         _ => {
-            return Some(error_response(
+            return Some(error_reply(
                 Value::Null,
                 &RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
             ))
@@ -68,14 +81,18 @@ async fn handle_one(app: &App, request: &Value) -> Option<Value> {
     };
     let (id, method) = match validate(object) {
         Ok(parts) => parts,
-        Err((id, error)) => return Some(error_response(id, &error)),
+        Err((id, error)) => return Some(error_reply(id, &error)),
     };
     let outcome = methods::call(app, method, object.get("params")).await;
     // A notification (no `id` member) is carried out but gets no answer.
     let id = id?;
     Some(match outcome {
-        Ok(result) => json!({ "jsonrpc": "2.0", "result": result, "id": id }),
-        Err(error) => error_response(id, &error),
+        Ok(result) => to_reply(&Success {
+            jsonrpc: "2.0",
+            result: &result,
+            id: &id,
+        }),
+        Err(error) => error_reply(id, &error),
     })
 }
 
@@ -120,4 +137,17 @@ fn validate(object: &Map<String, Value>) -> Result<(Option<Value>, &str), Invali
 /// A response carrying an error.
 pub fn error_response(id: Value, error: &RpcError) -> Value {
     json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
+}
+
+fn error_reply(id: Value, error: &RpcError) -> Reply {
+    to_reply(&error_response(id, error))
+}
+
+/// Serializes a response. Our responses always serialize (string keys, finite
+/// numbers); should one not, the client gets an internal error, not a dropped request.
+fn to_reply<T: Serialize>(response: &T) -> Reply {
+    serde_json::to_string(response).unwrap_or_else(|e| {
+        let error = RpcError::new(super::error::INTERNAL_ERROR, e.to_string());
+        error_response(Value::Null, &error).to_string()
+    })
 }

@@ -1,5 +1,6 @@
 //! The method table: decode params, call the application, encode the result.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,9 +28,13 @@ pub const METHODS: [&str; 4] = [
 /// Longest `requestId` accepted.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
+/// A method's result, already serialized: answers go from the ledger to JSON text once,
+/// without an intermediate `Value` tree (and a cached answer is reused as it is).
+pub type RpcResult = Box<RawValue>;
+
 /// Runs one method call.
 #[tracing::instrument(level = "debug", skip(app, params))]
-pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Value, RpcError> {
+pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<RpcResult, RpcError> {
     match method {
         "ListLicensesV1" => list_licenses(app, Params::new(method, params)?).await,
         "BorrowLicenseV1" => borrow_license(app, Params::new(method, params)?).await,
@@ -46,19 +51,21 @@ pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Val
     }
 }
 
-fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
-    serde_json::to_value(value)
+fn to_json<T: serde::Serialize>(value: T) -> Result<RpcResult, RpcError> {
+    serde_json::value::to_raw_value(&value)
         .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
 }
 
-async fn list_licenses(app: &App, _params: Params<'_>) -> Result<Value, RpcError> {
-    let listings = app.licenses().await?;
-    to_json(
-        listings
-            .into_iter()
-            .map(LicenseInfo::from)
-            .collect::<Vec<_>>(),
-    )
+async fn list_licenses(app: &App, _params: Params<'_>) -> Result<RpcResult, RpcError> {
+    let text = app.licenses_rendered(render_listing).await?;
+    RawValue::from_string(text.to_string())
+        .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
+}
+
+/// `ListLicensesV1`'s result as JSON text.
+fn render_listing(listings: Vec<crate::app::LicenseListing>) -> Result<String, String> {
+    let infos: Vec<LicenseInfo> = listings.into_iter().map(LicenseInfo::from).collect();
+    serde_json::to_string(&infos).map_err(|e| e.to_string())
 }
 
 /// The `borrowId` parameter. A well-formed string that is no UUID cannot name a borrow:
@@ -76,19 +83,19 @@ fn borrow_id_param(params: &Params<'_>) -> Result<Uuid, RpcError> {
     })
 }
 
-async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
     let borrow_id = borrow_id_param(&params)?;
     let issued = app.borrowed_license(borrow_id).await?;
     to_json(BorrowedLicense::from(issued))
 }
 
-async fn return_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+async fn return_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
     let borrow_id = borrow_id_param(&params)?;
     let record = app.give_back(borrow_id).await?;
     to_json(ReturnedBorrow::from(&record))
 }
 
-async fn borrow_license(app: &App, params: Params<'_>) -> Result<Value, RpcError> {
+async fn borrow_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
     let request = decode_borrow(&params)?;
     let request_id = decode_request_id(&params)?;
     let issued = app.borrow(request, request_id).await?;
