@@ -261,6 +261,30 @@ impl RpcClient {
         parse_response(&url, &body, id)
     }
 
+    /// Calls `method` and returns its result as JSON text, checked but not decoded: for
+    /// callers that only need to know a large answer arrived (the load generator).
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Box<serde_json::value::RawValue>, RpcCallError> {
+        let url = self.rpc_url();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
+        let response = self
+            .http
+            .post(&url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|error| RpcCallError::Transport {
+                url: url.clone(),
+                error,
+            })?;
+        let body = read_ok_body(&url, response).await?;
+        parse_response_raw(&url, &body, id)
+    }
+
     /// Calls `method` and decodes its result as `T`.
     pub async fn call_as<T: DeserializeOwned>(
         &self,
@@ -407,6 +431,42 @@ fn parse_response(url: &str, body: &[u8], id: u64) -> Result<Value, RpcCallError
     }
     object
         .remove("result")
+        .ok_or_else(|| invalid(url, "neither \"result\" nor \"error\"".into()))
+}
+
+/// [`parse_response`] without decoding the result.
+fn parse_response_raw(
+    url: &str,
+    body: &[u8],
+    id: u64,
+) -> Result<Box<serde_json::value::RawValue>, RpcCallError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        jsonrpc: Option<String>,
+        id: Option<Value>,
+        result: Option<Box<serde_json::value::RawValue>>,
+        error: Option<Value>,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        invalid(
+            url,
+            format!("not a JSON-RPC response ({e}): {}", quote(body)),
+        )
+    })?;
+    if envelope.jsonrpc.as_deref() != Some("2.0") {
+        return Err(invalid(url, "missing \"jsonrpc\": \"2.0\"".into()));
+    }
+    if let Some(error) = envelope.error {
+        return Err(RpcCallError::Rpc(parse_error_object(url, error)?));
+    }
+    if envelope.id.as_ref().and_then(Value::as_u64) != Some(id) {
+        return Err(invalid(
+            url,
+            format!("the response is not for request id {id}"),
+        ));
+    }
+    envelope
+        .result
         .ok_or_else(|| invalid(url, "neither \"result\" nor \"error\"".into()))
 }
 
