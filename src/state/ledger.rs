@@ -1,6 +1,7 @@
 //! The ledger: licenses, borrows and their capacity indexes, changed only by [`Ledger::apply`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -80,11 +81,11 @@ pub struct Ledger {
     /// The latest leader time applied; never goes backwards.
     clock: Instant,
     slots: BTreeMap<LicenseKey, Slot>,
-    borrows: HashMap<Uuid, BorrowRecord>,
+    borrows: HashMap<Uuid, Arc<BorrowRecord>>,
     /// (time the record may be forgotten, id), for retention.
     forget_at: BTreeSet<(Instant, Uuid)>,
     /// Borrows made with a `requestId`, by that id.
-    requests: HashMap<String, RequestRecord>,
+    requests: HashMap<Arc<str>, Arc<RequestRecord>>,
     /// (time the request may be forgotten, requestId), for retention.
     forget_requests: BTreeSet<(Instant, String)>,
 }
@@ -158,7 +159,7 @@ impl Ledger {
                 ));
             }
             return Outcome::Borrow(match &first.answer {
-                Ok(id) => self.borrows.get(id).cloned().map(Box::new).ok_or_else(|| {
+                Ok(id) => self.borrows.get(id).map(|record| Box::new(BorrowRecord::clone(record))).ok_or_else(|| {
                     BorrowError::NoSuchLicense(format!(
                         "the borrow made for requestId {request_id:?} has expired and been forgotten"
                     ))
@@ -172,15 +173,15 @@ impl Ledger {
             Err(_) => now.saturating_add(REFUSED_REQUEST_RETENTION_SECS),
         };
         self.requests.insert(
-            request_id.to_string(),
-            RequestRecord {
+            Arc::from(request_id),
+            Arc::new(RequestRecord {
                 request: request.clone(),
                 answer: answer
                     .as_ref()
                     .map(|record| record.borrow_id)
                     .map_err(Clone::clone),
                 forget_at,
-            },
+            }),
         );
         self.forget_requests
             .insert((forget_at, request_id.to_string()));
@@ -190,19 +191,21 @@ impl Ledger {
     /// Ends a borrow at `now` (an upcoming one becomes empty) and frees its capacity.
     /// Returning twice, or returning a borrow that already ended, changes nothing.
     fn give_back(&mut self, now: Instant, borrow_id: Uuid) -> Result<BorrowRecord, BorrowError> {
-        let Some(record) = self.borrows.get_mut(&borrow_id) else {
+        let Some(shared) = self.borrows.get_mut(&borrow_id) else {
             return Err(BorrowError::NoSuchLicense(format!(
                 "no borrow with borrowId {borrow_id}"
             )));
         };
-        if record.returned_at.is_some() || record.valid_until <= now {
-            return Ok(record.clone());
+        if shared.returned_at.is_some() || shared.valid_until <= now {
+            return Ok(BorrowRecord::clone(shared));
         }
+        // Copies the record only if a snapshot being written still holds it.
+        let record = Arc::make_mut(shared);
         let old_until = record.valid_until;
         let new_until = now.max(record.valid_from);
         record.valid_until = new_until;
         record.returned_at = Some(now);
-        let record = record.clone();
+        let record = BorrowRecord::clone(record);
         if let Some(slot) = self.slots.get_mut(&record.key) {
             // An upcoming borrow becomes empty: it holds no capacity but stays retrievable.
             slot.index.remove(record.valid_from, old_until);
@@ -248,7 +251,7 @@ impl Ledger {
                 break;
             }
             if let Some((_, request_id)) = self.forget_requests.pop_first() {
-                self.requests.remove(&request_id);
+                self.requests.remove(request_id.as_str());
             }
         }
         now
@@ -299,7 +302,7 @@ impl Ledger {
         slot.by_start.insert((granted.from, borrow_id));
         self.forget_at
             .insert((granted.until.saturating_add(self.retention_secs), borrow_id));
-        self.borrows.insert(borrow_id, record.clone());
+        self.borrows.insert(borrow_id, Arc::new(record.clone()));
         Ok(record)
     }
 
@@ -320,7 +323,7 @@ impl Ledger {
 
     /// A retained borrow by id.
     pub fn borrow_record(&self, id: &Uuid) -> Option<&BorrowRecord> {
-        self.borrows.get(id)
+        self.borrows.get(id).map(Arc::as_ref)
     }
 
     /// Number of retained borrows.
@@ -337,7 +340,7 @@ impl Ledger {
                 let borrows = slot
                     .by_start
                     .iter()
-                    .filter_map(|(_, id)| self.borrows.get(id))
+                    .filter_map(|(_, id)| self.borrows.get(id).map(Arc::as_ref))
                     // A returned upcoming borrow is empty: it no longer holds a seat.
                     .filter(|record| {
                         record.valid_until > now && record.valid_until > record.valid_from
@@ -350,9 +353,15 @@ impl Ledger {
 
     /// The ledger in its serialised form.
     pub fn to_snapshot(&self) -> LedgerSnapshot {
-        let mut borrows: Vec<BorrowRecord> = self.borrows.values().cloned().collect();
-        borrows.sort_by_key(|record| record.borrow_id);
-        LedgerSnapshot {
+        self.freeze().into_snapshot()
+    }
+
+    /// What a snapshot needs, without copying a record: the records are shared, and a
+    /// later change to one copies it first (copy on write). Cheap enough to take under
+    /// the ledger lock, which applies wait for; [`FrozenLedger::into_snapshot`] then
+    /// does the copying and sorting after the lock is released.
+    pub fn freeze(&self) -> FrozenLedger {
+        FrozenLedger {
             bootstrapped: self.bootstrapped,
             max_borrow_secs: self.max_borrow_secs,
             retention_secs: self.retention_secs,
@@ -363,16 +372,12 @@ impl Ledger {
                 .values()
                 .filter_map(|slot| slot.license.clone())
                 .collect(),
-            borrows,
-            requests: {
-                let mut requests: Vec<(String, RequestRecord)> = self
-                    .requests
-                    .iter()
-                    .map(|(id, record)| (id.clone(), record.clone()))
-                    .collect();
-                requests.sort_by(|a, b| a.0.cmp(&b.0));
-                requests
-            },
+            borrows: self.borrows.values().cloned().collect(),
+            requests: self
+                .requests
+                .iter()
+                .map(|(id, record)| (id.clone(), record.clone()))
+                .collect(),
         }
     }
 
@@ -394,7 +399,9 @@ impl Ledger {
             ledger
                 .forget_requests
                 .insert((record.forget_at, request_id.clone()));
-            ledger.requests.insert(request_id, record);
+            ledger
+                .requests
+                .insert(Arc::from(request_id), Arc::new(record));
         }
         for record in snapshot.borrows {
             let slot = ledger.slots.entry(record.key.clone()).or_default();
@@ -404,9 +411,51 @@ impl Ledger {
                 record.valid_until.saturating_add(ledger.retention_secs),
                 record.borrow_id,
             ));
-            ledger.borrows.insert(record.borrow_id, record);
+            ledger.borrows.insert(record.borrow_id, Arc::new(record));
         }
         ledger
+    }
+}
+
+/// A ledger's state at one log position, sharing its records with the live ledger (see
+/// [`Ledger::freeze`]).
+#[derive(Debug, Clone)]
+pub struct FrozenLedger {
+    bootstrapped: bool,
+    max_borrow_secs: i64,
+    retention_secs: i64,
+    signing_key: Option<[u8; 32]>,
+    clock: Instant,
+    licenses: Vec<License>,
+    borrows: Vec<Arc<BorrowRecord>>,
+    requests: Vec<(Arc<str>, Arc<RequestRecord>)>,
+}
+
+impl FrozenLedger {
+    /// The serialised form, records sorted so that equal ledgers give equal snapshots.
+    pub fn into_snapshot(self) -> LedgerSnapshot {
+        let mut borrows: Vec<BorrowRecord> = self
+            .borrows
+            .iter()
+            .map(|record| BorrowRecord::clone(record))
+            .collect();
+        borrows.sort_by_key(|record| record.borrow_id);
+        let mut requests: Vec<(String, RequestRecord)> = self
+            .requests
+            .iter()
+            .map(|(id, record)| (id.to_string(), RequestRecord::clone(record)))
+            .collect();
+        requests.sort_by(|a, b| a.0.cmp(&b.0));
+        LedgerSnapshot {
+            bootstrapped: self.bootstrapped,
+            max_borrow_secs: self.max_borrow_secs,
+            retention_secs: self.retention_secs,
+            signing_key: self.signing_key,
+            clock: self.clock,
+            licenses: self.licenses,
+            borrows,
+            requests,
+        }
     }
 }
 
@@ -594,5 +643,30 @@ mod tests {
         let again = granted(borrow(&mut restored, NOW + 2, req.clone(), Some("r")));
         assert_eq!(again.borrow_id, record.borrow_id);
         granted(borrow(&mut restored, NOW + 2, req, None));
+    }
+
+    #[test]
+    fn a_frozen_ledger_keeps_its_moment_while_the_ledger_changes() {
+        let mut ledger = ledger_with_one_seat();
+        let first = granted(borrow(&mut ledger, NOW, request(NOW, NOW + HOUR), Some("r1")));
+        let before = ledger.to_snapshot();
+        let frozen = ledger.freeze();
+        // After the freeze: a return changes a shared record, a borrow and a request
+        // id are added.
+        ledger.apply(&Command::Return {
+            now: NOW + 1,
+            borrow_id: first.borrow_id,
+        });
+        granted(borrow(&mut ledger, NOW + 2, request(NOW + 2, NOW + HOUR), Some("r2")));
+        assert_eq!(frozen.into_snapshot(), before);
+        let after = ledger.to_snapshot();
+        assert_eq!(after.borrows.len(), 2);
+        assert_eq!(after.requests.len(), 2);
+        let returned = after
+            .borrows
+            .iter()
+            .find(|record| record.borrow_id == first.borrow_id)
+            .expect("the returned borrow is retained");
+        assert_eq!(returned.returned_at, Some(NOW + 1));
     }
 }
