@@ -13,12 +13,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
 /// Sender tasks at most at any time.
 pub const MAX_IN_FLIGHT: usize = 2;
 /// Items per request at most.
 pub const MAX_BATCH: usize = 256;
+/// How long a sender task waits for its batch before it moves on to the next one. A
+/// batch normally answers within a commit (milliseconds); one sent into a dead link
+/// hangs until its timeout, and must not hold back the batches behind it once the link
+/// is back. The late batch still answers its own callers when it ends.
+pub const MAX_HOLD: Duration = Duration::from_millis(100);
 
 /// Sends one batch to a destination: one answer per item, in order, or one error for
 /// the whole batch.
@@ -123,20 +130,30 @@ where
             queue.waiting = rest;
             (to, items, replies)
         };
-        let sent = items.len();
-        match send(to, items).await {
-            Ok(answers) if answers.len() == sent => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(answer));
-                }
+        let delivery = tokio::spawn(deliver(send(to, items), replies));
+        // Dropping the handle after the hold leaves the delivery running on its own.
+        let _ = tokio::time::timeout(MAX_HOLD, delivery).await;
+    }
+}
+
+/// Awaits one batch's answers and hands each caller its own.
+async fn deliver<R, E: Clone>(
+    answers: impl Future<Output = Result<Vec<R>, E>>,
+    replies: Vec<Reply<R, E>>,
+) {
+    let sent = replies.len();
+    match answers.await {
+        Ok(answers) if answers.len() == sent => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
             }
-            // A reply of the wrong length cannot be matched to callers: dropping their
-            // senders tells them the outcome is unknown.
-            Ok(_) => drop(replies),
-            Err(error) => {
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
-                }
+        }
+        // A reply of the wrong length cannot be matched to callers: dropping their
+        // senders tells them the outcome is unknown.
+        Ok(_) => drop(replies),
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }
@@ -148,6 +165,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// How long a batch or round on a dead link hangs in the tests: 20 times the hold.
+    const HUNG: Duration = Duration::from_secs(2);
 
     /// Echoes each item doubled after a pause; records every batch's destination and size.
     fn doubling(
@@ -218,6 +238,41 @@ mod tests {
         assert_eq!(queue.in_flight, 0);
         assert!(queue.waiting.is_empty());
         assert_eq!(batches.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_stuck_on_a_dead_link_does_not_hold_back_later_ones() {
+        // Destination 1's first two batches hang for two seconds (a blackholed link); the
+        // link then works again, and a later item must not wait for the hung batches.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let send: SendBatch<u8, u64, u64, String> = Arc::new(move |_, items: Vec<u64>| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if call < MAX_IN_FLIGHT {
+                    tokio::time::sleep(HUNG).await;
+                }
+                Ok(items)
+            })
+        });
+        let batcher = Arc::new(Batcher::new(send));
+        let hung: Vec<_> = (0..MAX_IN_FLIGHT as u64)
+            .map(|item| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.call(1, item).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(batcher.call(1, 99).await, Some(Ok(99)));
+        assert!(
+            started.elapsed() < HUNG / 2,
+            "waited {:?} behind hung batches",
+            started.elapsed()
+        );
+        for caller in hung {
+            assert!(matches!(caller.await.expect("caller"), Some(Ok(_))));
+        }
     }
 
     #[tokio::test]

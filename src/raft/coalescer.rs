@@ -12,7 +12,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
+
+/// How long the driver waits for a round before it starts the next one for the reads
+/// queued since. A round normally takes a round trip; one stuck on a dead link hangs
+/// until its timeout, and must not hold back the reads after it once the link is back.
+/// The late round still answers its own callers when it ends.
+pub const MAX_HOLD: Duration = Duration::from_millis(100);
 
 /// One round: an async function whose answer every caller queued for it receives.
 pub type Round<T> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = T> + Send>> + Send + Sync>;
@@ -85,11 +93,16 @@ async fn drive<T: Clone + Send + 'static>(round: Round<T>, queue: Arc<Mutex<Queu
             }
             std::mem::take(&mut queue.waiting)
         };
-        let answer = round().await;
-        for waiter in batch {
-            // A waiter that gave up dropped its receiver; nothing to do for it.
-            let _ = waiter.send(answer.clone());
-        }
+        let this_round = round();
+        let answering = tokio::spawn(async move {
+            let answer = this_round.await;
+            for waiter in batch {
+                // A waiter that gave up dropped its receiver; nothing to do for it.
+                let _ = waiter.send(answer.clone());
+            }
+        });
+        // Dropping the handle after the hold leaves the round running on its own.
+        let _ = tokio::time::timeout(MAX_HOLD, answering).await;
     }
 }
 
@@ -99,6 +112,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// How long a batch or round on a dead link hangs in the tests: 20 times the hold.
+    const HUNG: Duration = Duration::from_secs(2);
 
     /// A round that sleeps and answers its own number, counting rounds started.
     fn numbered_rounds(started: Arc<AtomicU64>, pause: Duration) -> Round<u64> {
@@ -152,6 +168,37 @@ mod tests {
         tokio::task::yield_now().await;
         let queue = coalescer.queue.lock().expect("lock");
         assert!(queue.waiting.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_stuck_on_a_dead_link_does_not_hold_back_later_reads() {
+        // The first round hangs for two seconds; a read queued after it must get a round of
+        // its own long before that, and the hung round still answers its reader.
+        let started = Arc::new(AtomicU64::new(0));
+        let counted = started.clone();
+        let round: Round<u64> = Arc::new(move || {
+            let number = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                if number == 1 {
+                    tokio::time::sleep(HUNG).await;
+                }
+                number
+            })
+        });
+        let coalescer = Arc::new(Coalescer::new(round));
+        let first = {
+            let coalescer = coalescer.clone();
+            tokio::spawn(async move { coalescer.call().await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let waited = tokio::time::Instant::now();
+        assert_eq!(coalescer.call().await, Some(2));
+        assert!(
+            waited.elapsed() < HUNG / 2,
+            "waited {:?} behind a hung round",
+            waited.elapsed()
+        );
+        assert_eq!(first.await.expect("first reader"), Some(1));
     }
 
     #[tokio::test]

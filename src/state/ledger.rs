@@ -648,7 +648,12 @@ mod tests {
     #[test]
     fn a_frozen_ledger_keeps_its_moment_while_the_ledger_changes() {
         let mut ledger = ledger_with_one_seat();
-        let first = granted(borrow(&mut ledger, NOW, request(NOW, NOW + HOUR), Some("r1")));
+        let first = granted(borrow(
+            &mut ledger,
+            NOW,
+            request(NOW, NOW + HOUR),
+            Some("r1"),
+        ));
         let before = ledger.to_snapshot();
         let frozen = ledger.freeze();
         // After the freeze: a return changes a shared record, a borrow and a request
@@ -657,7 +662,12 @@ mod tests {
             now: NOW + 1,
             borrow_id: first.borrow_id,
         });
-        granted(borrow(&mut ledger, NOW + 2, request(NOW + 2, NOW + HOUR), Some("r2")));
+        granted(borrow(
+            &mut ledger,
+            NOW + 2,
+            request(NOW + 2, NOW + HOUR),
+            Some("r2"),
+        ));
         assert_eq!(frozen.into_snapshot(), before);
         let after = ledger.to_snapshot();
         assert_eq!(after.borrows.len(), 2);
