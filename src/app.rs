@@ -179,19 +179,19 @@ impl App {
         let deadline = Deadline::now() + self.request_timeout;
         let mut last_error;
         loop {
-            let attempt = match cluster::propose_local(&self.node.raft, proposal.clone()).await {
-                Err(ClusterError::NotLeader {
-                    leader: Some((leader, addr)),
-                }) if leader != self.node.id => {
-                    match self.forwards.call((leader, addr), proposal.clone()).await {
-                        Some(Ok(answer)) => answer,
-                        Some(Err(e)) => Err(e),
-                        None => Err(ClusterError::Unknown(
-                            "the forwarding task failed".to_string(),
-                        )),
-                    }
-                }
-                other => other,
+            // A follower that knows the leader forwards at once rather than asking its
+            // own Raft core first (which would only answer "not the leader"). A stale
+            // leader answers NotLeader, which is retried like any other attempt.
+            let leader =
+                cluster::known_leader(&self.node.raft).filter(|(id, _)| *id != self.node.id);
+            let attempt = match leader {
+                Some(leader) => self.forward(leader, &proposal).await,
+                None => match cluster::propose_local(&self.node.raft, proposal.clone()).await {
+                    Err(ClusterError::NotLeader {
+                        leader: Some(leader),
+                    }) if leader.0 != self.node.id => self.forward(leader, &proposal).await,
+                    other => other,
+                },
             };
             match attempt {
                 Ok(outcome) => return Ok(outcome),
@@ -335,6 +335,20 @@ impl App {
                 return Err(self.timeout_error("a linearizable read", &last_error));
             }
             tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Sends a proposal to the leader within a batch (see [`Batcher`]).
+    async fn forward(
+        &self,
+        leader: (NodeId, NodeAddr),
+        proposal: &Proposal,
+    ) -> Result<Outcome, ClusterError> {
+        match self.forwards.call(leader, proposal.clone()).await {
+            Some(answer) => answer.and_then(|answer| answer),
+            None => Err(ClusterError::Unknown(
+                "the forwarding task failed".to_string(),
+            )),
         }
     }
 
