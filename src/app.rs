@@ -222,23 +222,9 @@ impl App {
         self.issue(&record)
     }
 
-    /// Every license with its current and upcoming borrows, ordered by feature then uuid.
-    pub async fn licenses(&self) -> Result<Vec<LicenseListing>, AppError> {
-        self.linearize().await?;
-        let now = time::now();
-        let ledger = self.node.ledger.read();
-        Ok(ledger
-            .licenses(now)
-            .into_iter()
-            .map(|view| LicenseListing {
-                license: view.license.clone(),
-                borrows: view.borrows.into_iter().cloned().collect(),
-            })
-            .collect())
-    }
-
-    /// The listing of [`App::licenses`] as `render` turns it into text, rendered again
-    /// only when the answer would differ: the ledger changed, or a listed borrow ended.
+    /// Every license with its current and upcoming borrows (ordered by feature, then
+    /// uuid) as `render` turns it into text, rendered again only when the answer would
+    /// differ: the ledger changed, or a listed borrow ended.
     /// A busy pool is listed far more often than it changes; this answers those lists
     /// without walking and rendering every borrow each time.
     pub async fn licenses_rendered(
