@@ -13,7 +13,6 @@ use crate::borrow::license::License;
 use crate::borrow::time::{self, format_instant, Instant};
 use crate::raft::batcher::{Batcher, SendBatch};
 use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
-use crate::raft::coalescer::Coalescer;
 use crate::raft::node::Node;
 use crate::raft::{NodeAddr, NodeId};
 use crate::signed_cache::{SignedCache, DEFAULT_CAPACITY};
@@ -87,8 +86,9 @@ pub struct App {
     forwards: Batcher<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError>,
     /// The last rendered listing, reused while the ledger and its expiries allow.
     listing: Mutex<Option<RenderedListing>>,
-    /// Read-index rounds shared by concurrent reads (see [`Coalescer`]).
-    read_index: Coalescer<Result<u64, ClusterError>>,
+    /// Read-index rounds shared by concurrent reads: each read joins a batch taken
+    /// after it arrived, so the index it gets is still from after its arrival.
+    read_index: Batcher<(), (), u64, ClusterError>,
 }
 
 impl App {
@@ -97,7 +97,7 @@ impl App {
         let peers = ClusterClient::new(node.routes.clone())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let forwards = Batcher::new(forward_batches(peers.clone(), request_timeout));
-        let read_index = Coalescer::new(read_index_round(node.clone(), peers, request_timeout));
+        let read_index = Batcher::new(read_index_round(node.clone(), peers, request_timeout));
         Ok(App {
             forwards,
             node,
@@ -293,7 +293,7 @@ impl App {
         let deadline = Deadline::now() + self.request_timeout;
         let mut last_error;
         loop {
-            let attempt = self.read_index.call().await.unwrap_or_else(|| {
+            let attempt = self.read_index.call((), ()).await.unwrap_or_else(|| {
                 Err(ClusterError::NoQuorum(
                     "the read-index round failed".to_string(),
                 ))
@@ -388,22 +388,23 @@ fn forward_batches(
     })
 }
 
-/// One read-index round for [`App`]'s coalescer: from this node when it leads, else
-/// from the leader it knows (one request for every read queued for the round).
+/// One read-index round for a batch of reads: from this node when it leads, else from
+/// the leader it knows (one request for every read in the batch).
 fn read_index_round(
     node: Node,
     peers: ClusterClient,
     timeout: Duration,
-) -> crate::raft::coalescer::Round<Result<u64, ClusterError>> {
-    Arc::new(move || {
+) -> SendBatch<(), (), u64, ClusterError> {
+    Arc::new(move |(), reads: Vec<()>| {
         let (node, peers) = (node.clone(), peers.clone());
         Box::pin(async move {
-            match cluster::read_index_local(&node.raft).await {
+            let index = match cluster::read_index_local(&node.raft).await {
                 Err(ClusterError::NotLeader {
                     leader: Some((leader, addr)),
                 }) if leader != node.id => peers.read_index((leader, &addr), timeout).await,
                 other => other,
-            }
+            }?;
+            Ok(vec![index; reads.len()])
         })
     })
 }

@@ -244,20 +244,7 @@ impl RpcClient {
 
     /// Calls `method` with `params` and returns the `result` member.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
-        let url = self.rpc_url();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let response = self
-            .http
-            .post(&url)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|error| RpcCallError::Transport {
-                url: url.clone(),
-                error,
-            })?;
-        let body = read_ok_body(&url, response).await?;
+        let (url, body, id) = self.post_request(method, params).await?;
         parse_response(&url, &body, id)
     }
 
@@ -268,6 +255,16 @@ impl RpcClient {
         method: &str,
         params: Value,
     ) -> Result<Box<serde_json::value::RawValue>, RpcCallError> {
+        let (url, body, id) = self.post_request(method, params).await?;
+        parse_response_raw(&url, &body, id)
+    }
+
+    /// Sends one request; returns the URL, the body of an HTTP 200 answer and the id.
+    async fn post_request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<(String, Vec<u8>, u64), RpcCallError> {
         let url = self.rpc_url();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
@@ -282,7 +279,7 @@ impl RpcClient {
                 error,
             })?;
         let body = read_ok_body(&url, response).await?;
-        parse_response_raw(&url, &body, id)
+        Ok((url, body, id))
     }
 
     /// Calls `method` and decodes its result as `T`.

@@ -1,12 +1,15 @@
 //! Requests to the same destination sent together: a follower forwards the writes its
-//! clients made while earlier forwards were in flight as one request to the leader.
+//! clients made while earlier forwards were in flight as one request to the leader, and
+//! concurrent linearizable reads share one read-index round.
 //!
 //! Each forwarded write used to be its own HTTP request, parsed and answered on the
 //! leader, which is the busiest node. Here a caller queues its item; up to
 //! [`MAX_IN_FLIGHT`] sender tasks each take everything queued for one destination (at
 //! most [`MAX_BATCH`] items), send it as one request and hand every caller its own
 //! answer. Alone, an item is sent at once; under load, batches grow with the time a
-//! batch takes, like a group commit.
+//! batch takes, like a group commit. A batch is taken from the queue when it is sent, so
+//! every item's request starts after the item was queued: what a read needs from its
+//! read index.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -215,6 +218,44 @@ mod tests {
             batches.len()
         );
         assert!(batches.iter().all(|(_, size)| *size <= MAX_BATCH));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_batch_is_sent_after_each_of_its_items_was_queued() {
+        // Each send answers its own number for every item: an item must get the number
+        // of a send that started after the item was queued.
+        let started = Arc::new(AtomicUsize::new(0));
+        let counted = started.clone();
+        let send: SendBatch<(), (), usize, String> = Arc::new(move |(), items: Vec<()>| {
+            let number = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(vec![number; items.len()])
+            })
+        });
+        let batcher = Arc::new(Batcher::new(send));
+        let mut callers = Vec::new();
+        for n in 0..200u64 {
+            let (batcher, started) = (batcher.clone(), started.clone());
+            callers.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(n % 50)).await;
+                let before = started.load(Ordering::SeqCst);
+                let number = batcher.call((), ()).await.expect("answered").expect("ok");
+                (before, number)
+            }));
+        }
+        for caller in callers {
+            let (before, number) = caller.await.expect("caller");
+            assert!(
+                number > before,
+                "answered by send {number}, which started before the call (sends started then: {before})"
+            );
+        }
+        let sends = started.load(Ordering::SeqCst);
+        assert!(
+            (1..50).contains(&sends),
+            "200 callers over 50 ms with 20 ms sends took {sends} sends"
+        );
     }
 
     #[tokio::test]

@@ -25,9 +25,7 @@ use super::network::wire;
 use super::routes::PeerRoutes;
 use super::{metrics_of, NodeAddr, NodeId, Raft};
 
-/// Forward a write to the leader.
-pub const FORWARD_PATH: &str = "/cluster/forward";
-/// Forward several writes to the leader in one request (see [`super::batcher`]).
+/// Forward writes to the leader, several in one request (see [`super::batcher`]).
 pub const FORWARD_BATCH_PATH: &str = "/cluster/forward-batch";
 /// Ask the leader for a read index.
 pub const READ_INDEX_PATH: &str = "/cluster/read-index";
@@ -146,9 +144,12 @@ pub async fn read_index_local(raft: &Raft) -> Result<u64, ClusterError> {
     }
 }
 
-/// The leader this node knows, with its addresses.
+/// The leader this node knows, with its addresses. Called on every write: reads the
+/// metrics in place rather than cloning them.
 pub fn known_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
-    let metrics = metrics_of(raft);
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow_watched();
     let leader = metrics.current_leader?;
     let addr = metrics
         .membership_config
@@ -216,18 +217,6 @@ impl ClusterClient {
         wire::decode(&bytes).map_err(|e| ClusterError::Unknown(e.to_string()))
     }
 
-    /// Forwards a proposal to `leader`.
-    pub async fn forward(
-        &self,
-        leader: (NodeId, &NodeAddr),
-        proposal: &Proposal,
-        timeout: Duration,
-    ) -> Result<Outcome, ClusterError> {
-        let answer: Result<Outcome, ClusterError> =
-            self.post(leader, FORWARD_PATH, proposal, timeout).await?;
-        answer
-    }
-
     /// Forwards proposals to `leader` in one request: one answer per proposal, in order.
     pub async fn forward_batch(
         &self,
@@ -276,7 +265,6 @@ struct ClusterState {
 /// The `/cluster/...` routes, served beside the Raft RPCs on the node-to-node port.
 pub fn router(raft: Raft, id: NodeId, addr: NodeAddr) -> Router {
     Router::new()
-        .route(FORWARD_PATH, post(forward))
         .route(FORWARD_BATCH_PATH, post(forward_batch))
         .route(READ_INDEX_PATH, post(read_index))
         .route(INFO_PATH, get(info))
@@ -288,14 +276,6 @@ fn bincode_response<T: Serialize>(value: &T) -> Response {
         Ok(bytes) => ([(header::CONTENT_TYPE, wire::CONTENT_TYPE)], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-}
-
-async fn forward(State(state): State<ClusterState>, body: Bytes) -> Response {
-    let proposal: Proposal = match wire::decode(&body) {
-        Ok(proposal) => proposal,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
-    };
-    bincode_response(&propose_local(&state.raft, proposal).await)
 }
 
 async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Response {

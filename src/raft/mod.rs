@@ -3,7 +3,6 @@
 
 pub mod batcher;
 pub mod cluster;
-pub mod coalescer;
 pub mod log_store;
 pub mod membership;
 pub mod network;
