@@ -19,7 +19,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Ledger, LedgerSnapshot, Outcome};
+use crate::state::{Ledger, LedgerSnapshot, Outcome, SnapshotView};
 
 use super::TypeConfig;
 
@@ -183,7 +183,7 @@ impl LedgerStore {
     }
 }
 
-fn encode_ledger(snapshot: &LedgerSnapshot) -> io::Result<Vec<u8>> {
+fn encode_ledger(snapshot: &SnapshotView<'_>) -> io::Result<Vec<u8>> {
     bincode::serde::encode_to_vec(snapshot, bincode::config::standard()).map_err(io::Error::other)
 }
 
@@ -217,7 +217,8 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         let store = self.clone();
         let meta_for_write = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = encode_ledger(&frozen.into_snapshot())?;
+            let mut frozen = frozen;
+            let data = encode_ledger(&frozen.view())?;
             fail::fail_point!("snapshot-build");
             store.persist(&meta_for_write, &data)?;
             Ok(data)

@@ -358,8 +358,8 @@ impl Ledger {
 
     /// What a snapshot needs, without copying a record: the records are shared, and a
     /// later change to one copies it first (copy on write). Cheap enough to take under
-    /// the ledger lock, which applies wait for; [`FrozenLedger::into_snapshot`] then
-    /// does the copying and sorting after the lock is released.
+    /// the ledger lock, which applies wait for; [`FrozenLedger::view`] then sorts and
+    /// serialises after the lock is released.
     pub fn freeze(&self) -> FrozenLedger {
         FrozenLedger {
             bootstrapped: self.bootstrapped,
@@ -372,7 +372,11 @@ impl Ledger {
                 .values()
                 .filter_map(|slot| slot.license.clone())
                 .collect(),
-            borrows: self.borrows.values().cloned().collect(),
+            borrows: self
+                .borrows
+                .iter()
+                .map(|(id, record)| (*id, record.clone()))
+                .collect(),
             requests: self
                 .requests
                 .iter()
@@ -427,34 +431,65 @@ pub struct FrozenLedger {
     signing_key: Option<[u8; 32]>,
     clock: Instant,
     licenses: Vec<License>,
-    borrows: Vec<Arc<BorrowRecord>>,
+    /// With the id beside each record: sorting reads no record.
+    borrows: Vec<(Uuid, Arc<BorrowRecord>)>,
     requests: Vec<(Arc<str>, Arc<RequestRecord>)>,
 }
 
+/// A [`LedgerSnapshot`] borrowed from a [`FrozenLedger`]: it serialises field for field
+/// as the snapshot does, so it encodes to the same bytes without copying a record.
+/// Snapshots are built from the whole ledger every few thousand writes, so copying every
+/// record's strings there was a large share of a busy leader's CPU.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView<'a> {
+    bootstrapped: bool,
+    max_borrow_secs: i64,
+    retention_secs: i64,
+    signing_key: Option<[u8; 32]>,
+    clock: Instant,
+    licenses: &'a [License],
+    borrows: Vec<&'a BorrowRecord>,
+    requests: Vec<(&'a str, &'a RequestRecord)>,
+}
+
 impl FrozenLedger {
-    /// The serialised form, records sorted so that equal ledgers give equal snapshots.
-    pub fn into_snapshot(self) -> LedgerSnapshot {
-        let mut borrows: Vec<BorrowRecord> = self
-            .borrows
-            .iter()
-            .map(|record| BorrowRecord::clone(record))
-            .collect();
-        borrows.sort_by_key(|record| record.borrow_id);
-        let mut requests: Vec<(String, RequestRecord)> = self
-            .requests
-            .iter()
-            .map(|(id, record)| (id.to_string(), RequestRecord::clone(record)))
-            .collect();
-        requests.sort_by(|a, b| a.0.cmp(&b.0));
-        LedgerSnapshot {
+    /// The serialisable form, records sorted so that equal ledgers give equal snapshots.
+    pub fn view(&mut self) -> SnapshotView<'_> {
+        // Ids are unique, so an unstable sort gives one order.
+        self.borrows.sort_unstable_by_key(|(id, _)| *id);
+        self.requests.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        SnapshotView {
             bootstrapped: self.bootstrapped,
             max_borrow_secs: self.max_borrow_secs,
             retention_secs: self.retention_secs,
             signing_key: self.signing_key,
             clock: self.clock,
-            licenses: self.licenses,
-            borrows,
-            requests,
+            licenses: &self.licenses,
+            borrows: self.borrows.iter().map(|(_, record)| &**record).collect(),
+            requests: self
+                .requests
+                .iter()
+                .map(|(id, record)| (&**id, &**record))
+                .collect(),
+        }
+    }
+
+    /// The serialised form as an owned value (records copied).
+    pub fn into_snapshot(mut self) -> LedgerSnapshot {
+        let view = self.view();
+        LedgerSnapshot {
+            bootstrapped: view.bootstrapped,
+            max_borrow_secs: view.max_borrow_secs,
+            retention_secs: view.retention_secs,
+            signing_key: view.signing_key,
+            clock: view.clock,
+            licenses: view.licenses.to_vec(),
+            borrows: view.borrows.into_iter().cloned().collect(),
+            requests: view
+                .requests
+                .into_iter()
+                .map(|(id, record)| (id.to_string(), record.clone()))
+                .collect(),
         }
     }
 }
@@ -484,6 +519,10 @@ mod tests {
             signing_key: [7; 32],
         })));
         ledger
+    }
+
+    fn bincode_bytes(value: &impl Serialize) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encodes")
     }
 
     fn key() -> LicenseKey {
@@ -670,6 +709,9 @@ mod tests {
         ));
         assert_eq!(frozen.into_snapshot(), before);
         let after = ledger.to_snapshot();
+        // The borrowed view encodes to the owned snapshot's bytes.
+        let mut frozen = ledger.freeze();
+        assert_eq!(bincode_bytes(&frozen.view()), bincode_bytes(&after));
         assert_eq!(after.borrows.len(), 2);
         assert_eq!(after.requests.len(), 2);
         let returned = after

@@ -4,4 +4,4 @@ pub mod command;
 pub mod ledger;
 
 pub use command::{Bootstrap, Command, Outcome};
-pub use ledger::{BorrowRecord, FrozenLedger, Ledger, LedgerSnapshot, RequestRecord};
+pub use ledger::{BorrowRecord, FrozenLedger, Ledger, LedgerSnapshot, RequestRecord, SnapshotView};
