@@ -200,8 +200,8 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         // The applied position and the ledger must match: take both under the ledger lock,
         // which apply also holds while it changes either. Under the lock only the frozen
         // view (shared records, no copies): applies wait for as short as possible; the
-        // copying, sorting and encoding happen after.
-        let (frozen, meta) = {
+        // sorting and encoding happen after.
+        let (mut frozen, meta) = {
             let ledger = self.ledger.read();
             let applied = self
                 .applied
@@ -217,7 +217,6 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         let store = self.clone();
         let meta_for_write = meta.clone();
         let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let mut frozen = frozen;
             let data = encode_ledger(&frozen.view())?;
             fail::fail_point!("snapshot-build");
             store.persist(&meta_for_write, &data)?;

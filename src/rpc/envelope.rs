@@ -1,7 +1,5 @@
 //! The JSON-RPC 2.0 envelope: single requests, batches and notifications.
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
@@ -11,14 +9,6 @@ use super::methods;
 
 /// A response (or a batch of them) as JSON text, ready to send.
 pub type Reply = String;
-
-/// A successful response around a result that is JSON text already.
-#[derive(Serialize)]
-struct Success<'a> {
-    jsonrpc: &'static str,
-    result: &'a RawValue,
-    id: &'a Value,
-}
 
 /// Most requests one batch may carry; a larger batch is one `-32600` error.
 pub const MAX_BATCH: usize = 1_000;
@@ -87,11 +77,7 @@ async fn handle_one(app: &App, request: &Value) -> Option<Reply> {
     // A notification (no `id` member) is carried out but gets no answer.
     let id = id?;
     Some(match outcome {
-        Ok(result) => to_reply(&Success {
-            jsonrpc: "2.0",
-            result: &result,
-            id: &id,
-        }),
+        Ok(result) => success_reply(&result, &id),
         Err(error) => error_reply(id, &error),
     })
 }
@@ -140,14 +126,11 @@ pub fn error_response(id: Value, error: &RpcError) -> Value {
 }
 
 fn error_reply(id: Value, error: &RpcError) -> Reply {
-    to_reply(&error_response(id, error))
+    error_response(id, error).to_string()
 }
 
-/// Serializes a response. Our responses always serialize (string keys, finite
-/// numbers); should one not, the client gets an internal error, not a dropped request.
-fn to_reply<T: Serialize>(response: &T) -> Reply {
-    serde_json::to_string(response).unwrap_or_else(|e| {
-        let error = RpcError::new(super::error::INTERNAL_ERROR, e.to_string());
-        error_response(Value::Null, &error).to_string()
-    })
+/// A successful response around `result`, JSON text our own serializer wrote: spliced in
+/// as it is, in the member order a serialized response object has.
+fn success_reply(result: &str, id: &Value) -> Reply {
+    format!(r#"{{"jsonrpc":"2.0","result":{result},"id":{id}}}"#)
 }

@@ -1,6 +1,7 @@
 //! The method table: decode params, call the application, encode the result.
 
-use serde_json::value::RawValue;
+use std::sync::Arc;
+
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -28,9 +29,10 @@ pub const METHODS: [&str; 4] = [
 /// Longest `requestId` accepted.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
-/// A method's result, already serialized: answers go from the ledger to JSON text once,
-/// without an intermediate `Value` tree (and a cached answer is reused as it is).
-pub type RpcResult = Box<RawValue>;
+/// A method's result as JSON text written by our own serializer: answers go from the
+/// ledger to JSON text once, without an intermediate `Value` tree, and a cached listing
+/// is answered as it is (shared, not copied or parsed again).
+pub type RpcResult = Arc<str>;
 
 /// Runs one method call.
 #[tracing::instrument(level = "debug", skip(app, params))]
@@ -52,14 +54,13 @@ pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<Rpc
 }
 
 fn to_json<T: serde::Serialize>(value: T) -> Result<RpcResult, RpcError> {
-    serde_json::value::to_raw_value(&value)
+    serde_json::to_string(&value)
+        .map(Arc::from)
         .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
 }
 
 async fn list_licenses(app: &App, _params: Params<'_>) -> Result<RpcResult, RpcError> {
-    let text = app.licenses_rendered(render_listing).await?;
-    RawValue::from_string(text.to_string())
-        .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
+    Ok(app.licenses_rendered(render_listing).await?)
 }
 
 /// `ListLicensesV1`'s result as JSON text.
