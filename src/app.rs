@@ -10,9 +10,10 @@ use uuid::Uuid;
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::document::{LicenseDocument, LicenseSigner, PublicKey};
 use crate::borrow::license::License;
-use crate::borrow::time::{self, format_instant, Instant};
+use crate::borrow::return_token::ReturnTokenKey;
+use crate::borrow::time::{format_instant, Instant};
 use crate::raft::batcher::{Batcher, SendBatch};
-use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal};
+use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal, ReadPoint};
 use crate::raft::node::Node;
 use crate::raft::{NodeAddr, NodeId};
 use crate::signed_cache::{SignedCache, DEFAULT_CAPACITY};
@@ -28,6 +29,18 @@ pub struct IssuedLicense {
     pub license: String,
     /// The borrow's id.
     pub borrow_id: Uuid,
+    /// The proof a return needs ([`ReturnTokenKey`]): set only in the answer to the
+    /// borrow itself, never when a license is served again.
+    pub return_token: Option<String>,
+}
+
+/// Who asks for a return, and with what proof.
+#[derive(Debug, Clone, Copy)]
+pub enum ReturnAuthority<'a> {
+    /// The caller presented the admin token: may return any borrow.
+    Admin,
+    /// A client, with the `returnToken` it gave (if any).
+    Borrower(Option<&'a str>),
 }
 
 /// A license with its current and upcoming borrows.
@@ -67,6 +80,9 @@ pub enum AppError {
     /// A `requestId` came back with a different request (invalid params).
     #[error("{0}")]
     RequestIdReused(String),
+    /// A return without the borrower's token or the admin token (code 37).
+    #[error("{0}")]
+    ReturnRefused(String),
     /// The cluster cannot answer safely right now: no leader, no quorum, or too slow.
     /// Retriable.
     #[error("{0}")]
@@ -81,6 +97,7 @@ pub struct App {
     node: Node,
     request_timeout: Duration,
     signer: OnceLock<Arc<LicenseSigner>>,
+    return_tokens: OnceLock<ReturnTokenKey>,
     signed: SignedCache,
     /// Writes forwarded to the leader in batches (see [`Batcher`]).
     forwards: Batcher<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError>,
@@ -88,7 +105,9 @@ pub struct App {
     listing: Mutex<Option<RenderedListing>>,
     /// Read-index rounds shared by concurrent reads: each read joins a batch taken
     /// after it arrived, so the index it gets is still from after its arrival.
-    read_index: Batcher<(), (), u64, ClusterError>,
+    read_index: Batcher<(), (), ReadPoint, ClusterError>,
+    /// Why the node is not in a cluster yet, while it forms or joins one.
+    starting: Mutex<Option<String>>,
 }
 
 impl App {
@@ -103,10 +122,50 @@ impl App {
             node,
             request_timeout,
             signer: OnceLock::new(),
+            return_tokens: OnceLock::new(),
             signed: SignedCache::new(DEFAULT_CAPACITY),
             listing: Mutex::new(None),
             read_index,
+            starting: Mutex::new(None),
         })
+    }
+
+    /// Records why the node is not in a cluster yet (`None` once it is), for `/readyz`.
+    pub fn set_starting(&self, reason: Option<String>) {
+        *self.starting.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+    }
+
+    /// Whether this node can answer clients now, and why (`/readyz`): it is in a cluster,
+    /// knows a leader, has applied what it committed, and the ledger has a license pool.
+    pub fn readiness(&self) -> (bool, String) {
+        if let Some(reason) = self
+            .starting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return (false, reason);
+        }
+        let metrics = crate::raft::metrics_of(&self.node.raft);
+        let applied = metrics.last_applied.as_ref().map(|id| id.index());
+        let committed = metrics.local_committed.as_ref().map(|id| id.index());
+        if let Err(reason) = self.node.clock_status() {
+            return (false, reason);
+        }
+        match metrics.current_leader {
+            None => (
+                false,
+                "no known leader: waiting for a quorum of the voters".to_string(),
+            ),
+            Some(_) if applied < committed => (
+                false,
+                format!("applied {applied:?} is behind committed {committed:?}"),
+            ),
+            Some(_) if !self.node.ledger.read().is_bootstrapped() => {
+                (false, "the ledger has no license pool yet".to_string())
+            }
+            Some(leader) => (true, format!("leader {leader}")),
+        }
     }
 
     /// The node underneath, for status and metrics.
@@ -128,7 +187,11 @@ impl App {
             request_id,
         };
         match self.propose(proposal).await? {
-            Outcome::Borrow(Ok(record)) => self.issue(&record),
+            Outcome::Borrow(Ok(record)) => {
+                let mut issued = self.issue(&record)?;
+                issued.return_token = Some(self.return_tokens()?.token_for(record.borrow_id));
+                Ok(issued)
+            }
             Outcome::Borrow(Err(refusal)) => Err(AppError::Borrow(refusal)),
             Outcome::RequestIdReused(reason) => Err(AppError::RequestIdReused(reason)),
             other => Err(AppError::Internal(format!(
@@ -138,7 +201,28 @@ impl App {
     }
 
     /// Gives a borrow back early (`ReturnLicenseV1`); returns the borrow as it now stands.
-    pub async fn give_back(&self, borrow_id: Uuid) -> Result<BorrowRecord, AppError> {
+    /// Only the borrower (its return token) or an administrator may: borrow ids are public.
+    /// A refused return costs no log entry.
+    pub async fn give_back(
+        &self,
+        borrow_id: Uuid,
+        authority: ReturnAuthority<'_>,
+    ) -> Result<BorrowRecord, AppError> {
+        match authority {
+            ReturnAuthority::Admin => {}
+            ReturnAuthority::Borrower(None) => {
+                return Err(AppError::ReturnRefused(format!(
+                    "returning borrow {borrow_id} needs its returnToken (handed out in the borrow's answer) or the admin token"
+                )))
+            }
+            ReturnAuthority::Borrower(Some(token)) => {
+                if !self.return_tokens()?.verify(borrow_id, token) {
+                    return Err(AppError::ReturnRefused(format!(
+                        "the returnToken does not belong to borrow {borrow_id}"
+                    )));
+                }
+            }
+        }
         match self.propose(Proposal::Return { borrow_id }).await? {
             Outcome::Returned(Ok(record)) => Ok(*record),
             Outcome::Returned(Err(_)) => Err(AppError::BorrowNotFound(borrow_id)),
@@ -186,7 +270,13 @@ impl App {
                 cluster::known_leader(&self.node.raft).filter(|(id, _)| *id != self.node.id);
             let attempt = match leader {
                 Some(leader) => self.forward(leader, &proposal).await,
-                None => match cluster::propose_local(&self.node.raft, proposal.clone()).await {
+                None => match cluster::propose_local(
+                    &self.node.raft,
+                    &self.node.clocks,
+                    proposal.clone(),
+                )
+                .await
+                {
                     Err(ClusterError::NotLeader {
                         leader: Some(leader),
                     }) if leader.0 != self.node.id => self.forward(leader, &proposal).await,
@@ -211,7 +301,7 @@ impl App {
 
     /// A retained borrow's license, exactly as it was issued.
     pub async fn borrowed_license(&self, borrow_id: Uuid) -> Result<IssuedLicense, AppError> {
-        self.linearize().await?;
+        let _ = self.linearize().await?;
         let record = self
             .node
             .ledger
@@ -231,9 +321,11 @@ impl App {
         &self,
         render: fn(Vec<LicenseListing>) -> Result<String, String>,
     ) -> Result<Arc<str>, AppError> {
-        self.linearize().await?;
-        let now = time::now();
+        let read = self.linearize().await?;
         let (ledger, version) = self.node.ledger.read_versioned();
+        // The read point's time, never before what the ledger already applied: the same
+        // on every node for the same read, whatever the answering node's clock says.
+        let now = read.now.max(ledger.clock());
         {
             let cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(cached) = cached.as_ref().filter(|c| c.shows(version, now)) {
@@ -276,20 +368,23 @@ impl App {
 
     /// Waits until this node's ledger reflects every write acknowledged anywhere before
     /// the call: the leader confirms its leadership with a quorum (read index), then this
-    /// node waits until it has applied up to that index.
-    async fn linearize(&self) -> Result<(), AppError> {
+    /// node waits until it has applied up to that index. Returns the read point.
+    async fn linearize(&self) -> Result<ReadPoint, AppError> {
         // Chaos builds only: a deliberately broken mode that answers reads from the local
         // ledger, stale on a lagging or cut-off node, to prove the chaos checker notices.
         #[cfg(feature = "failpoints")]
         if std::env::var("LICENSED_BROKEN").as_deref() == Ok("stale-reads") {
-            return Ok(());
+            return Ok(ReadPoint {
+                index: 0,
+                now: crate::borrow::time::now(),
+            });
         }
         tokio::time::timeout(self.request_timeout, self.linearize_until())
             .await
             .map_err(|_| self.timeout_error("a linearizable read", "timed out"))?
     }
 
-    async fn linearize_until(&self) -> Result<(), AppError> {
+    async fn linearize_until(&self) -> Result<ReadPoint, AppError> {
         let deadline = Deadline::now() + self.request_timeout;
         let mut last_error;
         loop {
@@ -299,15 +394,15 @@ impl App {
                 ))
             });
             match attempt {
-                Ok(index) => {
+                Ok(read) => {
                     let remaining = deadline.saturating_duration_since(Deadline::now());
                     return self
                         .node
                         .raft
                         .wait(Some(remaining))
-                        .applied_index_at_least(Some(index), "read index")
+                        .applied_index_at_least(Some(read.index), "read index")
                         .await
-                        .map(|_| ())
+                        .map(|_| read)
                         .map_err(|e| {
                             self.timeout_error(
                                 "this node to apply up to the read index",
@@ -357,6 +452,15 @@ impl App {
         Ok(self.signer.get_or_init(|| signer).clone())
     }
 
+    /// The key of return tokens, derived from the signing key once it is known.
+    fn return_tokens(&self) -> Result<&ReturnTokenKey, AppError> {
+        if let Some(key) = self.return_tokens.get() {
+            return Ok(key);
+        }
+        let key = ReturnTokenKey::from_signing_secret(&self.signer()?.secret_bytes());
+        Ok(self.return_tokens.get_or_init(|| key))
+    }
+
     /// Renders and signs a borrow's license document. Deterministic: the same record gives
     /// the same string on every node, every time.
     fn issue(&self, record: &BorrowRecord) -> Result<IssuedLicense, AppError> {
@@ -369,6 +473,7 @@ impl App {
         Ok(IssuedLicense {
             license,
             borrow_id: record.borrow_id,
+            return_token: None,
         })
     }
 }
@@ -394,17 +499,17 @@ fn read_index_round(
     node: Node,
     peers: ClusterClient,
     timeout: Duration,
-) -> SendBatch<(), (), u64, ClusterError> {
+) -> SendBatch<(), (), ReadPoint, ClusterError> {
     Arc::new(move |(), reads: Vec<()>| {
         let (node, peers) = (node.clone(), peers.clone());
         Box::pin(async move {
-            let index = match cluster::read_index_local(&node.raft).await {
+            let read = match cluster::read_index_local(&node.raft, &node.clocks).await {
                 Err(ClusterError::NotLeader {
                     leader: Some((leader, addr)),
                 }) if leader != node.id => peers.read_index((leader, &addr), timeout).await,
                 other => other,
             }?;
-            Ok(vec![index; reads.len()])
+            Ok(vec![read; reads.len()])
         })
     })
 }

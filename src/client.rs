@@ -181,6 +181,9 @@ pub struct BorrowedLicense {
     pub license: String,
     /// The borrow's id.
     pub borrow_id: String,
+    /// Extension: the proof `ReturnLicenseV1` needs; only in a borrow's own answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_token: Option<String>,
 }
 
 /// The answer of `GET /public-key`.
@@ -204,6 +207,8 @@ pub struct RpcClient {
     base_url: String,
     http: reqwest::Client,
     next_id: AtomicU64,
+    /// Sent as `Authorization: Bearer ...` with every call, when set.
+    admin_token: Option<String>,
 }
 
 impl RpcClient {
@@ -229,7 +234,15 @@ impl RpcClient {
             base_url: normalize_server_url(server)?,
             http,
             next_id: AtomicU64::new(1),
+            admin_token: None,
         })
+    }
+
+    /// The same client, sending the admin token with every call (an administrator may
+    /// return any borrow).
+    pub fn with_admin_token(mut self, token: Option<String>) -> RpcClient {
+        self.admin_token = token;
+        self
     }
 
     /// The server's base URL, without a trailing slash or `/licenses`.
@@ -268,16 +281,14 @@ impl RpcClient {
         let url = self.rpc_url();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let response = self
-            .http
-            .post(&url)
-            .json(&request)
-            .send()
-            .await
-            .map_err(|error| RpcCallError::Transport {
-                url: url.clone(),
-                error,
-            })?;
+        let mut post = self.http.post(&url).json(&request);
+        if let Some(token) = &self.admin_token {
+            post = post.bearer_auth(token);
+        }
+        let response = post.send().await.map_err(|error| RpcCallError::Transport {
+            url: url.clone(),
+            error,
+        })?;
         let body = read_ok_body(&url, response).await?;
         Ok((url, body, id))
     }
@@ -314,10 +325,18 @@ impl RpcClient {
             .await
     }
 
-    /// `ReturnLicenseV1` (extension): the borrow as it stands after the return.
-    pub async fn return_license(&self, borrow_id: &str) -> Result<Value, RpcCallError> {
-        self.call("ReturnLicenseV1", json!({ "borrowId": borrow_id }))
-            .await
+    /// `ReturnLicenseV1` (extension): the borrow as it stands after the return. Needs the
+    /// borrow's `return_token`, or a client made [`RpcClient::with_admin_token`].
+    pub async fn return_license(
+        &self,
+        borrow_id: &str,
+        return_token: Option<&str>,
+    ) -> Result<Value, RpcCallError> {
+        let mut params = json!({ "borrowId": borrow_id });
+        if let Some(token) = return_token {
+            params["returnToken"] = json!(token);
+        }
+        self.call("ReturnLicenseV1", params).await
     }
 
     /// `GET /public-key`, as raw JSON.

@@ -70,7 +70,8 @@ pub struct Config {
     pub peer_routes: Vec<String>,
 
     /// Bearer token required by the cluster admin changes (add, remove, transfer-leader) on
-    /// the Raft port. Give every node the same one. Unset: the Raft port must be private.
+    /// the Raft port, and that lets a `/licenses` caller return any borrow without its
+    /// return token. Give every node the same one. Unset: the Raft port must be private.
     #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
@@ -103,6 +104,13 @@ pub struct Config {
     /// it is answered with an error instead.
     #[arg(long, env = "LICENSED_REQUEST_TIMEOUT_MS", default_value_t = 5_000)]
     pub request_timeout_ms: u64,
+
+    /// How far (ms) a leader's wall clock may be off the clocks of a quorum of the voters.
+    /// Beyond it the leader stamps no write and no read, hands leadership to a node whose
+    /// clock agrees, and `/readyz` says so: one clock running ahead would otherwise drag
+    /// the ledger clock forward for good.
+    #[arg(long, env = "LICENSED_MAX_CLOCK_OFFSET_MS", default_value_t = 1_000)]
+    pub max_clock_offset_ms: u64,
 
     /// Raft heartbeat interval.
     #[arg(long, env = "LICENSED_HEARTBEAT_MS", default_value_t = 100)]

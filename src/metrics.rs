@@ -19,6 +19,8 @@ struct Metrics {
     committed_index: IntGauge,
     applied_index: IntGauge,
     borrows_retained: IntGauge,
+    clock_ok: IntGauge,
+    peer_clock_offset_ms: IntGauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -54,6 +56,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "licensed_borrows_retained",
             "Borrow records held (current, upcoming and expired within retention)",
         ),
+        clock_ok: gauge(
+            "licensed_clock_ok",
+            "1 if this node's clock is within --max-clock-offset-ms of a quorum's (leader) or its leader's (follower)",
+        ),
+        peer_clock_offset_ms: gauge(
+            "licensed_peer_clock_offset_max_ms",
+            "Largest clock offset to a peer seen in the last 10 s, in ms (absolute)",
+        ),
         registry,
     }
 });
@@ -85,6 +95,9 @@ pub fn observe_node(node: &Node) {
         .set(raft.last_applied.as_ref().map_or(0, |id| id.index()) as i64);
     m.borrows_retained
         .set(node.ledger.read().borrow_count() as i64);
+    m.clock_ok.set(node.clock_status().is_ok() as i64);
+    let largest = node.clocks.offsets().values().map(|ms| ms.abs()).max();
+    m.peer_clock_offset_ms.set(largest.unwrap_or(0));
 }
 
 /// The Prometheus text exposition of every metric.

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::App;
+use crate::borrow::return_token::constant_time_eq;
 use crate::metrics;
 use crate::rpc::envelope::{error_response, handle_body};
 use crate::rpc::error::{RpcError, INVALID_REQUEST};
+use crate::rpc::methods::Caller;
 
 /// Shared state of the client router.
 #[derive(Clone)]
@@ -23,6 +25,24 @@ pub struct ApiState {
     pub app: Arc<App>,
     /// Largest accepted `/licenses` body.
     pub max_body_bytes: usize,
+    /// The admin token (`--admin-token`): a `/licenses` call that carries it as
+    /// `Authorization: Bearer ...` may return any borrow.
+    pub admin_token: Option<Arc<str>>,
+}
+
+impl ApiState {
+    /// Who is calling: an administrator when the admin token is configured and given.
+    fn caller(&self, headers: &HeaderMap) -> Caller {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let admin = match (&self.admin_token, given) {
+            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
+            _ => false,
+        };
+        Caller { admin }
+    }
 }
 
 /// The client-facing router.
@@ -43,7 +63,7 @@ pub fn router(state: ApiState) -> Router {
 /// sending and reads our answer (instead of a broken pipe); beyond it, close.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
+async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
     let timer = metrics::request_timer();
     let mut body = body.into_data_stream();
     let mut buffer = Vec::new();
@@ -81,7 +101,7 @@ async fn licenses(State(state): State<ApiState>, body: Body) -> Response {
             return json_response(error_response(serde_json::Value::Null, &error));
         }
     };
-    let response = match handle_body(&state.app, &bytes).await {
+    let response = match handle_body(&state.app, state.caller(&headers), &bytes).await {
         Some(reply) => json_text_response(reply),
         None => StatusCode::NO_CONTENT.into_response(),
     };
@@ -104,18 +124,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
-    let metrics = crate::raft::metrics_of(&state.app.node().raft);
-    let leader = metrics.current_leader;
-    let applied = metrics.last_applied.as_ref().map(|id| id.index());
-    let committed = metrics.local_committed.as_ref().map(|id| id.index());
-    let (ready, reason) = match leader {
-        None => (false, "no known leader".to_string()),
-        Some(_) if applied < committed => (
-            false,
-            format!("applied {applied:?} is behind committed {committed:?}"),
-        ),
-        Some(leader) => (true, format!("leader {leader}")),
-    };
+    let (ready, reason) = state.app.readiness();
     let status = if ready {
         StatusCode::OK
     } else {

@@ -151,8 +151,12 @@ impl Load {
                         continue;
                     }
                     let url = &up[n % up.len()];
+                    // A host of its own per borrow: one host may hold only 32 current
+                    // and upcoming borrows of a license.
+                    let mut params = borrow_params("bulk", 60, 7200);
+                    params["hostId"] = json!(format!("MAC:{:012X}", (w << 32) + n));
                     let body = json!({"jsonrpc":"2.0","method":"BorrowLicenseV1",
-                        "params": borrow_params("bulk", 60, 7200), "id": n});
+                        "params": params, "id": n});
                     let answer = match client
                         .post(format!("{url}/licenses"))
                         .json(&body)

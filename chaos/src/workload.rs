@@ -146,6 +146,8 @@ pub async fn run(
             http: http.clone(),
             acknowledged: acknowledged.clone(),
             mine: Vec::new(),
+            return_token: None,
+            issued_token: None,
             next_request: 0,
         };
         let stop = stop.clone();
@@ -165,8 +167,12 @@ struct Client {
     recorder: HistoryRecorder,
     http: reqwest::Client,
     acknowledged: Acknowledged,
-    /// This client's acknowledged, not yet returned borrows.
-    mine: Vec<String>,
+    /// This client's acknowledged, not yet returned borrows, with their return tokens.
+    mine: Vec<(String, Option<String>)>,
+    /// The return token of the borrow being returned (kept out of the history).
+    return_token: Option<String>,
+    /// The return token of the last acknowledged borrow.
+    issued_token: Option<String>,
     next_request: u64,
 }
 
@@ -210,11 +216,17 @@ impl Client {
                     request_id: request_id.clone(),
                 };
                 match client.borrow_license(&params).await {
-                    Ok(answer) => OpResult::borrowed(&kind, &answer),
+                    Ok(answer) => {
+                        self.issued_token = answer.return_token.clone();
+                        OpResult::borrowed(&kind, &answer)
+                    }
                     Err(error) => OpResult::from_error(&kind, &error),
                 }
             }
-            OpKind::Return { borrow_id } => match client.return_license(borrow_id).await {
+            OpKind::Return { borrow_id } => match client
+                .return_license(borrow_id, self.return_token.as_deref())
+                .await
+            {
                 Ok(_) => OpResult::ReturnOk,
                 Err(error) => OpResult::from_error(&kind, &error),
             },
@@ -251,7 +263,7 @@ impl Client {
             match self.call(kind.clone()).await {
                 Some(OpResult::BorrowOk { borrow_id, .. }) => {
                     self.acknowledged.push(borrow_id.clone());
-                    self.mine.push(borrow_id);
+                    self.mine.push((borrow_id, self.issued_token.take()));
                     return;
                 }
                 Some(OpResult::Indeterminate { .. }) | None => self.back_off().await,
@@ -265,7 +277,8 @@ impl Client {
             return self.borrow().await;
         }
         let index = self.rng.gen_range(0..self.mine.len());
-        let borrow_id = self.mine.swap_remove(index);
+        let (borrow_id, return_token) = self.mine.swap_remove(index);
+        self.return_token = return_token;
         let kind = OpKind::Return { borrow_id };
         for _ in 0..self.config.attempts {
             match self.call(kind.clone()).await {

@@ -55,9 +55,16 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Give a borrow back early; its seat is free at once (ReturnLicenseV1, extension).
+    /// Needs the borrow's return token (printed by `borrow`) or the admin token.
     Return {
         /// The borrow id returned at borrow time.
         borrow_id: String,
+        /// The returnToken handed out with the borrow.
+        #[arg(long, env = "LICENSED_RETURN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The cluster's admin token: returns any borrow without its return token.
+        #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Check a license string offline: signature, host id and validity window.
     Verify(VerifyArgs),
@@ -234,8 +241,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let out = out.as_deref();
             borrowed(&client, "GetBorrowedLicenseV1", params, out, cli.json).await?;
         }
-        Command::Return { borrow_id } => {
-            let result = client.return_license(&borrow_id).await?;
+        Command::Return {
+            borrow_id,
+            token,
+            admin_token,
+        } => {
+            let client = client.with_admin_token(admin_token);
+            let result = client.return_license(&borrow_id, token.as_deref()).await?;
             if cli.json {
                 print_json(&result);
             } else {
@@ -323,10 +335,12 @@ async fn borrowed(
         Some(path) => format!("written to {}", path.display()),
         None => borrowed.license,
     };
-    print!(
-        "{}",
-        pairs(&[("borrowId", &borrowed.borrow_id), ("license", &license)])
-    );
+    let mut fields = vec![("borrowId", borrowed.borrow_id.as_str())];
+    if let Some(token) = &borrowed.return_token {
+        fields.push(("returnToken", token));
+    }
+    fields.push(("license", &license));
+    print!("{}", pairs(&fields));
     Ok(())
 }
 

@@ -37,6 +37,19 @@ pub struct BorrowRequest {
     pub user_info: Option<String>,
 }
 
+impl BorrowRequest {
+    /// Whether `self`, sent with the `requestId` of `first`, is a retry of it: the same
+    /// license, host, end and user info. The start may differ: clients commonly stamp
+    /// `validFrom` with their own "now" on every attempt, and a retry answers the first
+    /// borrow as it was made anyway.
+    pub fn is_retry_of(&self, first: &BorrowRequest) -> bool {
+        self.key == first.key
+            && self.host_id == first.host_id
+            && self.valid_until == first.valid_until
+            && self.user_info == first.user_info
+    }
+}
+
 /// Why a borrow was refused, one variant per seed error code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum BorrowError {
@@ -73,6 +86,10 @@ pub enum BorrowError {
     /// Code 36: the host id is malformed or not allowed to borrow.
     #[error("{0}")]
     InvalidHostId(String),
+    /// Code 32: the license, or this host on it, already holds as many current and
+    /// upcoming borrows as the ledger keeps for one (limits on client-created state).
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 impl BorrowError {
@@ -84,6 +101,7 @@ impl BorrowError {
             BorrowError::NoSuchLicense(_) => 34,
             BorrowError::InvalidInterval(_) => 35,
             BorrowError::InvalidHostId(_) => 36,
+            BorrowError::OverLimit(_) => 32,
         }
     }
 }

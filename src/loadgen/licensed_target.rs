@@ -25,7 +25,7 @@ use super::mix::Mix;
 use super::outcome::{ErrorCode, Failure};
 use super::target::{timed, url_for_worker, worker_http_client, Step, Target, TargetError, Worker};
 use crate::borrow::time::format_instant;
-use crate::client::{normalize_server_url, BorrowParams, RpcClient};
+use crate::client::{normalize_server_url, BorrowParams, BorrowedLicense, RpcClient};
 
 /// Borrow ids a client remembers for `get` and `return`; older ones are forgotten (their
 /// borrows stay in the ledger).
@@ -232,8 +232,8 @@ pub struct LicensedWorker {
     client: RpcClient,
     workload: Arc<LicensedWorkload>,
     plan: Arc<LicensePlan>,
-    /// Borrow ids this client made and has not returned.
-    held: Vec<String>,
+    /// Borrows this client made and has not returned.
+    held: Vec<HeldBorrow>,
 }
 
 impl Worker for LicensedWorker {
@@ -245,8 +245,9 @@ impl Worker for LicensedWorker {
                     self.borrow_regular(rng, steps).await;
                 }
                 if !self.held.is_empty() {
-                    let borrow_id = self.held.swap_remove(rng.gen_range(0..self.held.len()));
-                    let params = json!({ "borrowId": borrow_id });
+                    let held = self.held.swap_remove(rng.gen_range(0..self.held.len()));
+                    let params =
+                        json!({ "borrowId": held.borrow_id, "returnToken": held.return_token });
                     timed("return", steps, async {
                         let result = self.client.call("ReturnLicenseV1", params).await?;
                         expect_object(result, "ReturnLicenseV1")
@@ -259,7 +260,7 @@ impl Worker for LicensedWorker {
                     self.borrow_regular(rng, steps).await;
                 }
                 if !self.held.is_empty() {
-                    let borrow_id = &self.held[rng.gen_range(0..self.held.len())];
+                    let borrow_id = &self.held[rng.gen_range(0..self.held.len())].borrow_id;
                     timed("get", steps, async {
                         self.client.get_borrowed_license(borrow_id).await?;
                         Ok(())
@@ -308,11 +309,14 @@ impl LicensedWorker {
         let plan = self.plan.clone();
         let license = plan.pick_regular(rng);
         let interval = license.random_interval(rng);
-        if let Some(borrow_id) = self.send_borrow(license, interval, rng, steps).await {
+        if let Some(borrowed) = self.send_borrow(license, interval, rng, steps).await {
             if self.held.len() >= HELD_LIMIT {
                 self.held.swap_remove(rng.gen_range(0..self.held.len()));
             }
-            self.held.push(borrow_id);
+            self.held.push(HeldBorrow {
+                borrow_id: borrowed.borrow_id,
+                return_token: borrowed.return_token,
+            });
         }
     }
 
@@ -322,7 +326,7 @@ impl LicensedWorker {
         (from, until): (i64, i64),
         rng: &mut StdRng,
         steps: &mut Vec<Step>,
-    ) -> Option<String> {
+    ) -> Option<BorrowedLicense> {
         let params = BorrowParams {
             feature: license.id.feature.clone(),
             uuid: license.id.uuid.clone(),
@@ -333,11 +337,17 @@ impl LicensedWorker {
             request_id: None,
         };
         timed("borrow", steps, async {
-            let borrowed = self.client.borrow_license(&params).await?;
-            Ok(borrowed.borrow_id)
+            Ok(self.client.borrow_license(&params).await?)
         })
         .await
     }
+}
+
+/// A borrow a client holds: its id, and the token that returns it.
+#[derive(Debug)]
+struct HeldBorrow {
+    borrow_id: String,
+    return_token: Option<String>,
 }
 
 fn expect_object(result: Value, method: &str) -> Result<(), Failure> {

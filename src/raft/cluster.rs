@@ -4,6 +4,7 @@
 //! Both travel over the node-to-node port (`/cluster/...`), bincode-encoded like the Raft
 //! RPCs, so clients never see a redirect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -21,7 +22,10 @@ use crate::borrow::check::BorrowRequest;
 use crate::borrow::time::{self, Instant};
 use crate::state::{Bootstrap, Command, Outcome};
 
+use super::clock::ClockBook;
+use super::identity::IdentityStore;
 use super::network::wire;
+use super::node::Node;
 use super::routes::PeerRoutes;
 use super::{metrics_of, NodeAddr, NodeId, Raft};
 
@@ -92,6 +96,10 @@ pub enum ClusterError {
     /// The peer could not be reached; nothing was sent.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// This leader's clock is off a quorum's: it stamps nothing and hands leadership
+    /// over. Nothing was appended.
+    #[error("{0}")]
+    ClockOff(String),
 }
 
 impl ClusterError {
@@ -99,6 +107,18 @@ impl ClusterError {
     pub fn is_retriable(&self) -> bool {
         !matches!(self, ClusterError::Unknown(_))
     }
+}
+
+/// Where a linearizable read is taken: the log index a replica must have applied, and
+/// the leader's clock when it confirmed its leadership for that index. Reads that depend
+/// on time (which borrows are still current) use this instant, not the answering node's
+/// clock, so every node gives the same answer for the same read point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPoint {
+    /// Apply up to here before reading.
+    pub index: u64,
+    /// The leader's clock at the read index.
+    pub now: Instant,
 }
 
 /// What a node says about itself on [`INFO_PATH`].
@@ -112,10 +132,37 @@ pub struct NodeInfo {
     pub initialized: bool,
     /// The leader it knows.
     pub leader: Option<NodeId>,
+    /// Whether its data dir was admitted into a cluster (see [`super::identity`]); a node
+    /// restarted on an empty data dir is not, whatever its id.
+    #[serde(default)]
+    pub admitted: bool,
+    /// The cluster it was admitted into.
+    #[serde(default)]
+    pub cluster_id: Option<Uuid>,
+}
+
+/// Refuses when this node leads with a clock a quorum of the voters disagrees with: what
+/// it stamps would drag the ledger clock (see [`super::clock`]).
+fn check_clock(raft: &Raft, clocks: &ClockBook) -> Result<(), ClusterError> {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow_watched();
+    if metrics.current_leader != Some(metrics.id) {
+        return Ok(());
+    }
+    let voters = metrics.membership_config.membership().voter_ids().collect();
+    clocks
+        .may_stamp(metrics.id, &voters)
+        .map_err(ClusterError::ClockOff)
 }
 
 /// Appends a proposal on this node, which must be the leader.
-pub async fn propose_local(raft: &Raft, proposal: Proposal) -> Result<Outcome, ClusterError> {
+pub async fn propose_local(
+    raft: &Raft,
+    clocks: &ClockBook,
+    proposal: Proposal,
+) -> Result<Outcome, ClusterError> {
+    check_clock(raft, clocks)?;
     match raft.client_write(proposal.stamp(time::now())).await {
         Ok(response) => Ok(response.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
@@ -128,10 +175,14 @@ pub async fn propose_local(raft: &Raft, proposal: Proposal) -> Result<Outcome, C
 }
 
 /// On the leader: a log index such that a state machine that has applied it reflects
-/// every write acknowledged before this call.
-pub async fn read_index_local(raft: &Raft) -> Result<u64, ClusterError> {
+/// every write acknowledged before this call, with the leader's clock (see [`ReadPoint`]).
+pub async fn read_index_local(raft: &Raft, clocks: &ClockBook) -> Result<ReadPoint, ClusterError> {
+    check_clock(raft, clocks)?;
     match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
-        Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+        Ok(linearizer) => Ok(ReadPoint {
+            index: linearizer.read_log_id().index(),
+            now: time::now(),
+        }),
         Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
             Err(ClusterError::NotLeader {
                 leader: forward.leader_id.zip(forward.leader_node),
@@ -228,13 +279,13 @@ impl ClusterClient {
             .await
     }
 
-    /// Asks `leader` for a read index.
+    /// Asks `leader` for a read point.
     pub async fn read_index(
         &self,
         leader: (NodeId, &NodeAddr),
         timeout: Duration,
-    ) -> Result<u64, ClusterError> {
-        let answer: Result<u64, ClusterError> =
+    ) -> Result<ReadPoint, ClusterError> {
+        let answer: Result<ReadPoint, ClusterError> =
             self.post(leader, READ_INDEX_PATH, &(), timeout).await?;
         answer
     }
@@ -260,15 +311,28 @@ struct ClusterState {
     raft: Raft,
     id: NodeId,
     addr: NodeAddr,
+    identity: Arc<IdentityStore>,
+    /// How long the leader works on a forwarded write before answering "unknown".
+    deadline: Duration,
+    clocks: Arc<ClockBook>,
 }
 
 /// The `/cluster/...` routes, served beside the Raft RPCs on the node-to-node port.
-pub fn router(raft: Raft, id: NodeId, addr: NodeAddr) -> Router {
+/// `deadline` bounds the leader's work on each forwarded write (the request timeout): a
+/// leader that lost its quorum answers instead of holding the request open forever.
+pub fn router(node: &Node, addr: NodeAddr, deadline: Duration) -> Router {
     Router::new()
         .route(FORWARD_BATCH_PATH, post(forward_batch))
         .route(READ_INDEX_PATH, post(read_index))
         .route(INFO_PATH, get(info))
-        .with_state(ClusterState { raft, id, addr })
+        .with_state(ClusterState {
+            raft: node.raft.clone(),
+            id: node.id,
+            addr,
+            identity: node.identity.clone(),
+            deadline,
+            clocks: node.clocks.clone(),
+        })
 }
 
 fn bincode_response<T: Serialize>(value: &T) -> Response {
@@ -284,26 +348,37 @@ async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Respon
         Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
     };
     // All at once: Raft appends what arrives together as one group commit.
-    let answers = futures::future::join_all(
-        proposals
-            .into_iter()
-            .map(|proposal| propose_local(&state.raft, proposal)),
-    )
+    let answers = futures::future::join_all(proposals.into_iter().map(|proposal| async {
+        tokio::time::timeout(
+            state.deadline,
+            propose_local(&state.raft, &state.clocks, proposal),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClusterError::Unknown(format!(
+                "not committed within {} ms on the leader (no quorum?)",
+                state.deadline.as_millis()
+            )))
+        })
+    }))
     .await;
     bincode_response(&answers)
 }
 
 async fn read_index(State(state): State<ClusterState>) -> Response {
-    bincode_response(&read_index_local(&state.raft).await)
+    bincode_response(&read_index_local(&state.raft, &state.clocks).await)
 }
 
 async fn info(State(state): State<ClusterState>) -> Response {
     let initialized = state.raft.is_initialized().await.unwrap_or(false);
+    let identity = state.identity.get();
     Json(NodeInfo {
         id: state.id,
         addr: state.addr.clone(),
         initialized,
         leader: metrics_of(&state.raft).current_leader,
+        admitted: identity.admitted,
+        cluster_id: identity.cluster_id,
     })
     .into_response()
 }

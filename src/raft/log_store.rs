@@ -9,10 +9,14 @@
 //! - `save_vote` is queued to the same thread and awaited: the vote is durable when it
 //!   returns, the async runtime is never blocked on an fsync, and the vote's sync is
 //!   ordered with the appends around it.
-//! - Truncation, purge and the committed id are written without a sync. Losing one in a
-//!   crash only brings back entries Raft can handle (a truncated suffix no one
-//!   acknowledged, a purged prefix, an older committed id), and the next fsync persists
-//!   them anyway because the WAL is sequential.
+//! - `truncate_after` is synced the same way before it returns. openraft installs a
+//!   snapshot as truncate, install, purge; the snapshot file is fsynced in between, so an
+//!   unsynced truncation could be lost under a durable newer snapshot, and after a power
+//!   cut the node would hold a conflicting suffix above it and refuse to start.
+//! - Purge and the committed id are written without a sync. Losing one in a crash only
+//!   brings back what Raft handles on restart (a prefix the snapshot covers, an older
+//!   committed id), and the next fsync persists them anyway because the WAL is sequential.
+//!   `DESIGN.md` lists every write and why it is or is not synced.
 //!
 //! Layout: column family [`LOGS_CF`] maps the big-endian `u64` index (so byte order is
 //! index order) to the entry; [`META_CF`] holds the vote, the last purged and the committed
@@ -120,19 +124,22 @@ pub fn open_db(path: impl AsRef<Path>) -> Result<Arc<DB>, LogStoreError> {
 /// Like [`open_db`], with an explicit list of extra column families. Column families
 /// already in the database are opened too, so an older binary still opens a newer dir.
 pub fn open_db_with(path: impl AsRef<Path>, extra: &[&str]) -> Result<Arc<DB>, LogStoreError> {
-    let path = path.as_ref();
+    open_db_using(path.as_ref(), extra, &db_options())
+}
+
+/// [`open_db_with`] on given options (tests enable RocksDB's statistics through them).
+fn open_db_using(path: &Path, extra: &[&str], options: &Options) -> Result<Arc<DB>, LogStoreError> {
     std::fs::create_dir_all(path).map_err(|source| LogStoreError::CreateDir {
         path: path.to_path_buf(),
         source,
     })?;
-    let options = db_options();
     let mut names: Vec<String> = [LOGS_CF, META_CF]
         .iter()
         .chain(extra)
         .map(ToString::to_string)
         .collect();
     // A fresh directory has no column family list yet; that is not an error.
-    for existing in DB::list_cf(&options, path).unwrap_or_default() {
+    for existing in DB::list_cf(options, path).unwrap_or_default() {
         if existing != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !names.contains(&existing) {
             names.push(existing);
         }
@@ -140,7 +147,7 @@ pub fn open_db_with(path: impl AsRef<Path>, extra: &[&str]) -> Result<Arc<DB>, L
     let descriptors = names
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
-    DB::open_cf_descriptors(&options, path, descriptors)
+    DB::open_cf_descriptors(options, path, descriptors)
         .map(Arc::new)
         .map_err(|source| LogStoreError::Open {
             path: path.to_path_buf(),
@@ -481,6 +488,15 @@ impl<C: RaftTypeConfig> RocksLogStore<C> {
         }
     }
 
+    /// Waits until everything written so far is on disk: one WAL sync, queued on the
+    /// flusher thread (ordered with the appends around it, and never an fsync on the async
+    /// runtime).
+    async fn sync_written(&self) -> Result<(), io::Error> {
+        let (done, synced) = C::oneshot();
+        self.complete_after_sync(IOFlushed::signal(done));
+        synced.await.map_err(|_| LogStoreError::FlusherGone)?
+    }
+
     fn put_meta<T: Serialize>(&self, key: &'static [u8], value: &T) -> Result<(), LogStoreError> {
         let what = std::str::from_utf8(key).unwrap_or("meta");
         let cf = self.reader.cf(META_CF)?;
@@ -509,9 +525,7 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
         self.put_meta(VOTE_KEY, vote)?;
-        let (done, synced) = C::oneshot();
-        self.complete_after_sync(IOFlushed::signal(done));
-        synced.await.map_err(|_| LogStoreError::FlusherGone)?
+        self.sync_written().await
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
@@ -556,7 +570,10 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
         self.db()
             .delete_range_cf(cf, index_key(from), index_key(u64::MAX))
             .map_err(LogStoreError::from)?;
-        Ok(())
+        // Durable before anything that depends on it: a snapshot install fsyncs its file
+        // right after this, and a lost truncation under it would leave a conflicting
+        // suffix above a newer snapshot.
+        self.sync_written().await
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
@@ -692,6 +709,34 @@ mod tests {
         store.truncate_after(None).await.unwrap();
         assert!(indexes(&mut store, ..).await.is_empty());
         assert_eq!(store.get_log_state().await.unwrap().last_log_id, None);
+    }
+
+    /// RocksDB's own count of WAL syncs, independent of the store's counters.
+    fn wal_syncs(options: &Options) -> u64 {
+        options.get_ticker_count(rocksdb::statistics::Ticker::WalFileSynced)
+    }
+
+    #[tokio::test]
+    async fn truncation_is_synced_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = db_options();
+        options.enable_statistics();
+        let db = open_db_using(dir.path(), EXTRA_COLUMN_FAMILIES, &options).unwrap();
+        let mut store = RocksLogStore::<TestConfig>::new(db);
+        append(&mut store, (1..=6).map(|i| entry(1, i)).collect()).await;
+        // The append's callback fired after its sync: nothing else is pending now.
+        let before = wal_syncs(&options);
+        assert!(before >= 1, "the append was synced");
+
+        store
+            .truncate_after(Some(log_id::<TestConfig>(1, 1, 3)))
+            .await
+            .unwrap();
+        assert!(
+            wal_syncs(&options) > before,
+            "truncate_after returned before a WAL sync"
+        );
+        assert_eq!(indexes(&mut store, ..).await, vec![1, 2, 3]);
     }
 
     #[tokio::test]

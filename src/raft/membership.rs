@@ -5,6 +5,7 @@
 //! (JSON, node-to-node port) and passes them to the leader.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -14,8 +15,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::{ChangeMembers, Instant as _};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::borrow::return_token::constant_time_eq;
 
 use super::cluster::{known_leader, ClusterClient, ClusterError};
+use super::identity::IdentityStore;
+use super::node::Node;
 use super::routes::PeerRoutes;
 use super::{metrics_of, NodeAddr, NodeId, Raft};
 
@@ -25,6 +31,9 @@ pub const ADD_PATH: &str = "/cluster/admin/add";
 pub const REMOVE_PATH: &str = "/cluster/admin/remove";
 /// Hand leadership to a node.
 pub const TRANSFER_PATH: &str = "/cluster/admin/transfer-leader";
+/// Admit a node's data dir into a cluster (see [`super::identity`]): sent by the node that
+/// creates the cluster, and by the leader before it adds a node.
+pub const ADMIT_PATH: &str = "/cluster/admin/admit";
 /// Bound on one membership change (joint consensus needs a quorum of old and new voters);
 /// without it an admin call against a cluster that lost its quorum would hang.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,12 +74,13 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
 /// to a cluster yet. Waits (up to `patience`) for every peer to come up. Returns whether
 /// this node created the cluster.
 pub async fn bootstrap_static(
-    raft: &Raft,
-    my_id: NodeId,
+    node: &Node,
     my_addr: &NodeAddr,
     peers: &BTreeMap<NodeId, String>,
+    admin_token: Option<&str>,
     patience: Duration,
 ) -> Result<bool, String> {
+    let (raft, my_id, routes) = (&node.raft, node.id, &node.routes);
     if raft.is_initialized().await.map_err(|e| e.to_string())? {
         return Ok(false);
     }
@@ -78,14 +88,15 @@ pub async fn bootstrap_static(
         // Another node creates the cluster; this one waits to be contacted.
         return Ok(false);
     }
-    let client = ClusterClient::new(PeerRoutes::default()).map_err(|e| e.to_string())?;
+    let client = ClusterClient::new(routes.clone()).map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + patience;
     let mut members = BTreeMap::new();
     for (&id, raft_addr) in peers {
         if id == my_id {
-            members.insert(id, my_addr.clone());
+            members.insert(id, (my_addr.clone(), my_addr.raft_addr.clone()));
             continue;
         }
+        let raft_addr = routes.resolve(id, raft_addr);
         let info = loop {
             match client.info(raft_addr, Duration::from_secs(2)).await {
                 Ok(info) => break info,
@@ -109,10 +120,139 @@ pub async fn bootstrap_static(
             );
             return Ok(false);
         }
-        members.insert(id, info.addr);
+        members.insert(id, (info.addr, raft_addr.to_string()));
     }
+    // Admit every member's data dir into the new cluster first: until then they refuse
+    // Raft traffic. A retry after a crash reuses the id this node kept.
+    let cluster_id = node.identity.get().cluster_id.unwrap_or_else(Uuid::new_v4);
+    node.identity.admit(cluster_id).map_err(|e| e.to_string())?;
+    for (&id, (_, raft_addr)) in members.iter().filter(|(id, _)| **id != my_id) {
+        admit_remote(raft_addr, id, cluster_id, admin_token).await?;
+    }
+    let members = members
+        .into_iter()
+        .map(|(id, (addr, _))| (id, addr))
+        .collect::<BTreeMap<_, _>>();
     raft.initialize(members).await.map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+/// The first peer of `peers` that belongs to a running cluster: where a node that is not
+/// admitted (new, or back on an empty data dir) asks to be added.
+pub async fn find_cluster(
+    node: &Node,
+    peers: &BTreeMap<NodeId, String>,
+) -> Result<Option<String>, String> {
+    let client = ClusterClient::new(node.routes.clone()).map_err(|e| e.to_string())?;
+    for (&id, raft_addr) in peers.iter().filter(|(id, _)| **id != node.id) {
+        let raft_addr = node.routes.resolve(id, raft_addr);
+        if let Ok(info) = client.info(raft_addr, Duration::from_secs(2)).await {
+            if info.initialized {
+                return Ok(Some(raft_addr.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The answer of every admin call: `{"ok": true, "message": …}` or
+/// `{"ok": false, "reason": …}` (HTTP 409).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAnswer {
+    /// Whether it was done.
+    pub ok: bool,
+    /// What was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AdminAnswer {
+    /// The answer for an outcome.
+    pub fn from_result(result: Result<String, String>) -> AdminAnswer {
+        match result {
+            Ok(message) => AdminAnswer {
+                ok: true,
+                message: Some(message),
+                reason: None,
+            },
+            Err(reason) => AdminAnswer {
+                ok: false,
+                message: None,
+                reason: Some(reason),
+            },
+        }
+    }
+
+    /// The outcome it reports.
+    pub fn into_result(self) -> Result<String, String> {
+        if self.ok {
+            Ok(self.message.unwrap_or_else(|| "done".to_string()))
+        } else {
+            Err(self.reason.unwrap_or_else(|| "refused".to_string()))
+        }
+    }
+
+    /// Reads an answer from an HTTP response.
+    pub async fn read(response: reqwest::Response) -> Result<AdminAnswer, String> {
+        let status = response.status();
+        response
+            .json()
+            .await
+            .map_err(|e| format!("HTTP {status} without an admin answer: {e}"))
+    }
+}
+
+impl IntoResponse for AdminAnswer {
+    fn into_response(self) -> Response {
+        let status = if self.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::CONFLICT
+        };
+        (status, Json(self)).into_response()
+    }
+}
+
+/// A request to admit a node's data dir into a cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmitRequest {
+    /// The node meant (refused by any other).
+    pub node_id: NodeId,
+    /// The cluster.
+    pub cluster_id: Uuid,
+}
+
+/// Admits node `id` at `raft_addr` into `cluster_id`.
+async fn admit_remote(
+    raft_addr: &str,
+    id: NodeId,
+    cluster_id: Uuid,
+    token: Option<&str>,
+) -> Result<(), String> {
+    let mut call = reqwest::Client::new()
+        .post(format!("http://{raft_addr}{ADMIT_PATH}"))
+        .timeout(Duration::from_secs(10))
+        .json(&AdmitRequest {
+            node_id: id,
+            cluster_id,
+        });
+    if let Some(token) = token {
+        call = call.bearer_auth(token);
+    }
+    let response = call
+        .send()
+        .await
+        .map_err(|e| format!("cannot admit node {id} at {raft_addr}: {e}"))?;
+    let body = AdminAnswer::read(response)
+        .await
+        .map_err(|e| format!("admitting node {id}: {e}"))?;
+    body.into_result()
+        .map(|_| ())
+        .map_err(|reason| format!("node {id} refused admission: {reason}"))
 }
 
 /// A request to add a node.
@@ -237,10 +377,12 @@ pub fn status(raft: &Raft) -> ClusterStatus {
     }
 }
 
-async fn add_on_leader(raft: &Raft, request: &AddRequest) -> Result<String, String> {
-    let client = ClusterClient::new(PeerRoutes::default()).map_err(|e| e.to_string())?;
+async fn add_on_leader(state: &AdminState, request: &AddRequest) -> Result<String, String> {
+    let (raft, routes) = (&state.raft, &state.routes);
+    let target = routes.resolve(request.id, &request.raft_addr);
+    let client = ClusterClient::new(routes.clone()).map_err(|e| e.to_string())?;
     let info = client
-        .info(&request.raft_addr, Duration::from_secs(3))
+        .info(target, Duration::from_secs(3))
         .await
         .map_err(|e| {
             format!(
@@ -254,6 +396,51 @@ async fn add_on_leader(raft: &Raft, request: &AddRequest) -> Result<String, Stri
             request.raft_addr, info.id, request.id
         ));
     }
+    // This cluster's id; a leader from before identities makes one now (the others learn
+    // it from its Raft requests).
+    let cluster_id = state.identity.get().cluster_id.unwrap_or_else(Uuid::new_v4);
+    state
+        .identity
+        .admit(cluster_id)
+        .map_err(|e| e.to_string())?;
+    if let Some(theirs) = info.cluster_id.filter(|theirs| *theirs != cluster_id) {
+        return Err(format!(
+            "node {} belongs to another cluster ({theirs}); this is cluster {cluster_id}",
+            request.id
+        ));
+    }
+    let is_member = metrics_of(raft)
+        .membership_config
+        .membership()
+        .get_node(&request.id)
+        .is_some();
+    if is_member && info.admitted {
+        return Ok(format!("node {} is already a member", request.id));
+    }
+    if is_member {
+        // The id is a member, but this data dir is not the one that was: an empty data
+        // dir (lost disk or volume). It must not count as the old voter, whose log it
+        // lacks: remove the old incarnation first (this needs a quorum of the others).
+        tracing::warn!(
+            node = request.id,
+            "node came back with an empty data dir; removing its old incarnation before adding it again"
+        );
+        remove_on_leader(
+            raft,
+            &RemoveRequest {
+                id: request.id,
+                force: false,
+            },
+        )
+        .await
+        .map_err(|reason| {
+            format!(
+                "node {} lost its data; its old incarnation cannot be removed yet: {reason}",
+                request.id
+            )
+        })?;
+    }
+    admit_remote(target, request.id, cluster_id, state.token.as_deref()).await?;
     // Learner first: it receives the log (or a snapshot) without counting towards the
     // quorum; `blocking` waits until it has caught up.
     bounded(
@@ -391,6 +578,10 @@ struct AdminState {
     raft: Raft,
     /// When set, changes need `Authorization: Bearer <token>`; status stays open.
     token: Option<String>,
+    /// `--peer-route`: how to dial the leader and new members.
+    routes: PeerRoutes,
+    /// This node's cluster and admission.
+    identity: Arc<IdentityStore>,
 }
 
 impl AdminState {
@@ -402,14 +593,8 @@ impl AdminState {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         // Compare in constant time: the token guards cluster membership.
-        let matches = given.is_some_and(|given| {
-            given.len() == token.len()
-                && given
-                    .bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
+        let matches =
+            given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
         (!matches).then(|| {
             (
                 StatusCode::UNAUTHORIZED,
@@ -425,16 +610,42 @@ impl AdminState {
 
 /// The `/cluster/admin/...` routes on the node-to-node port. With `admin_token`, the
 /// changes (add, remove, transfer-leader) require it as a bearer token.
-pub fn router(raft: Raft, admin_token: Option<String>) -> Router {
+pub fn router(node: &Node, admin_token: Option<String>) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status_route))
+        .route(ADMIT_PATH, post(admit_route))
         .route(ADD_PATH, post(add_route))
         .route(REMOVE_PATH, post(remove_route))
         .route(TRANSFER_PATH, post(transfer_route))
         .with_state(AdminState {
-            raft,
+            raft: node.raft.clone(),
             token: admin_token,
+            routes: node.routes.clone(),
+            identity: node.identity.clone(),
         })
+}
+
+/// Admits this node's data dir into a cluster: from the node creating the cluster, or
+/// the leader about to add this node.
+async fn admit_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<AdmitRequest>,
+) -> Response {
+    if let Some(refusal) = state.refusal(&headers) {
+        return refusal;
+    }
+    let me = metrics_of(&state.raft).id;
+    let answer = if request.node_id != me {
+        Err(format!("this is node {me}, not node {}", request.node_id))
+    } else {
+        state
+            .identity
+            .admit(request.cluster_id)
+            .map(|()| format!("node {me} admitted into cluster {}", request.cluster_id))
+            .map_err(|e| e.to_string())
+    };
+    AdminAnswer::from_result(answer).into_response()
 }
 
 async fn status_route(State(state): State<AdminState>) -> Response {
@@ -460,31 +671,23 @@ where
     let raft = &state.raft;
     let answer = match known_leader(raft) {
         Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
-        Some((_, addr)) => forward_admin(&addr, path, &request, state.token.as_deref()).await,
+        Some((leader, addr)) => {
+            let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
+            forward_admin(leader_addr, path, &request, state.token.as_deref()).await
+        }
         None => Err(ClusterError::NotLeader { leader: None }.to_string()),
     };
-    match answer {
-        Ok(message) => (
-            StatusCode::OK,
-            Json(serde_json::json!({ "ok": true, "message": message })),
-        )
-            .into_response(),
-        Err(reason) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "ok": false, "reason": reason })),
-        )
-            .into_response(),
-    }
+    AdminAnswer::from_result(answer).into_response()
 }
 
 async fn forward_admin<Req: Serialize>(
-    leader: &NodeAddr,
+    leader_addr: &str,
     path: &str,
     request: &Req,
     token: Option<&str>,
 ) -> Result<String, String> {
     let mut call = reqwest::Client::new()
-        .post(format!("http://{}{path}", leader.raft_addr))
+        .post(format!("http://{leader_addr}{path}"))
         // The leader's own bound (catch-up) plus a margin.
         .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
         .json(request);
@@ -494,13 +697,8 @@ async fn forward_admin<Req: Serialize>(
     let response = call
         .send()
         .await
-        .map_err(|e| format!("leader at {} unreachable: {e}", leader.raft_addr))?;
-    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    if body["ok"].as_bool() == Some(true) {
-        Ok(body["message"].as_str().unwrap_or("done").to_string())
-    } else {
-        Err(body["reason"].as_str().unwrap_or("failed").to_string())
-    }
+        .map_err(|e| format!("leader at {leader_addr} unreachable: {e}"))?;
+    AdminAnswer::read(response).await?.into_result()
 }
 
 async fn add_route(
@@ -508,12 +706,13 @@ async fn add_route(
     headers: HeaderMap,
     Json(request): Json<AddRequest>,
 ) -> Response {
+    let add_state = state.clone();
     on_leader(
         &state,
         &headers,
         ADD_PATH,
         request,
-        |raft, request| async move { add_on_leader(&raft, &request).await },
+        |_, request| async move { add_on_leader(&add_state, &request).await },
     )
     .await
 }

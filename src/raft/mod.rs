@@ -2,7 +2,9 @@
 //! node's lifecycle. See `DESIGN.md` beside this file for the reasoning.
 
 pub mod batcher;
+pub mod clock;
 pub mod cluster;
+pub mod identity;
 pub mod log_store;
 pub mod membership;
 pub mod network;

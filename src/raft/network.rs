@@ -7,7 +7,10 @@
 //! will fail again the same way (the peer answers an HTTP error, the peer's Raft has stopped,
 //! the answer does not decode) is reported as `Unreachable`, so a broken peer is not hammered.
 
+pub(crate) mod snapshot_transfer;
+
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{
@@ -22,6 +25,8 @@ use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 
+use super::clock::{self, ClockBook};
+use super::identity::{self, IdentityStore};
 use super::routes::PeerRoutes;
 use super::state_machine::SnapshotData;
 use super::{NodeAddr, NodeId, TypeConfig};
@@ -32,8 +37,10 @@ pub(crate) const APPEND_PATH: &str = "/raft/append";
 pub(crate) const VOTE_PATH: &str = "/raft/vote";
 /// Path of the Pre-Vote RPC.
 pub(crate) const PRE_VOTE_PATH: &str = "/raft/pre-vote";
-/// Path of the full-snapshot transfer.
+/// Path of the whole-snapshot transfer of earlier versions: still served (with a body
+/// limit) for older leaders, and used towards peers without [`SNAPSHOT_CHUNK_PATH`].
 pub(crate) const SNAPSHOT_PATH: &str = "/raft/snapshot";
+pub(crate) use snapshot_transfer::SNAPSHOT_CHUNK_PATH;
 /// Path of the leadership hand-over notice.
 pub(crate) const TRANSFER_LEADER_PATH: &str = "/raft/transfer-leader";
 
@@ -67,11 +74,25 @@ pub struct PeerNetwork {
     local_id: NodeId,
     /// Address overrides (`--peer-route`).
     routes: PeerRoutes,
+    /// Peer clock offsets, fed by every answer.
+    clocks: Arc<ClockBook>,
+    /// This node's cluster id goes on every request (see [`super::identity`]).
+    identity: Option<Arc<IdentityStore>>,
 }
 
 impl PeerNetwork {
+    /// The same network, sending this node's cluster id with every request.
+    pub fn with_identity(mut self, identity: Arc<IdentityStore>) -> PeerNetwork {
+        self.identity = Some(identity);
+        self
+    }
+
     /// Builds the network of node `local_id`. Fails only if the HTTP client cannot be built.
-    pub fn new(local_id: NodeId, routes: PeerRoutes) -> Result<Self, PeerNetworkError> {
+    pub fn new(
+        local_id: NodeId,
+        routes: PeerRoutes,
+        clocks: Arc<ClockBook>,
+    ) -> Result<Self, PeerNetworkError> {
         let client = reqwest::Client::builder()
             // Peers are addressed directly; an HTTP(S)_PROXY in the environment must not
             // reroute cluster traffic.
@@ -85,6 +106,8 @@ impl PeerNetwork {
             client,
             local_id,
             routes,
+            clocks,
+            identity: None,
         })
     }
 }
@@ -97,6 +120,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerClient {
             client: self.client.clone(),
             local_id: self.local_id,
+            clocks: self.clocks.clone(),
+            identity: self.identity.clone(),
             target,
             base_url: format!("http://{}", self.routes.resolve(target, &node.raft_addr)),
         }
@@ -108,12 +133,39 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerClient {
     /// Shared HTTP client (connection pool).
     client: reqwest::Client,
-    /// This node's id, for `Timeout` errors.
+    /// This node's id, for `Timeout` errors and the peer's clock book.
     local_id: NodeId,
+    /// Peer clock offsets (see [`super::clock`]).
+    clocks: Arc<ClockBook>,
+    /// Where this node's cluster id comes from.
+    identity: Option<Arc<IdentityStore>>,
     /// The peer's id, for `Timeout` errors.
     target: NodeId,
     /// `http://{raft_addr}` of the peer.
     base_url: String,
+}
+
+/// An HTTP error status from a peer: it answered, and will answer the same again.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    url: String,
+    status: reqwest::StatusCode,
+    reason: String,
+}
+
+impl Refused {
+    /// The peer does not serve the path (a version without it).
+    pub(crate) fn is_missing_route(&self) -> bool {
+        self.status == reqwest::StatusCode::NOT_FOUND
+    }
+
+    /// As openraft's "back off, then retry".
+    pub(crate) fn into_unreachable(self) -> Unreachable<TypeConfig> {
+        Unreachable::from_string(format!(
+            "{}: HTTP {}: {}",
+            self.url, self.status, self.reason
+        ))
+    }
 }
 
 impl PeerClient {
@@ -128,24 +180,59 @@ impl PeerClient {
     where
         Resp: DeserializeOwned,
     {
+        self.call_status(path, body, action, timeout)
+            .await?
+            .map_err(|refused| RPCError::Unreachable(refused.into_unreachable()))
+    }
+
+    /// Like [`call`](Self::call), with an HTTP error status handed back as [`Refused`]
+    /// for the caller to tell apart.
+    async fn call_status<Resp>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        action: RPCTypes,
+        timeout: Duration,
+    ) -> Result<Result<Resp, Refused>, RPCError<TypeConfig>>
+    where
+        Resp: DeserializeOwned,
+    {
         let url = format!("{}{}", self.base_url, path);
         let transport = |e: reqwest::Error| self.transport_error(e, action, timeout);
-        let response = self
+        let sent_ms = clock::wall_ms();
+        let mut request = self
             .client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .header(clock::CLOCK_HEADER, sent_ms)
+            .header(clock::NODE_HEADER, self.local_id);
+        if let Some(cluster) = self.identity.as_ref().and_then(|i| i.get().cluster_id) {
+            request = request.header(identity::CLUSTER_HEADER, cluster.to_string());
+        }
+        let response = request
             .timeout(timeout)
             .body(body)
             .send()
             .await
             .map_err(transport)?;
+        let peer_ms = response
+            .headers()
+            .get(clock::CLOCK_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<i64>().ok());
+        if let Some(peer_ms) = peer_ms {
+            self.clocks
+                .observe_answer(self.target, peer_ms, sent_ms, clock::wall_ms());
+        }
         let status = response.status();
         if !status.is_success() {
             // The peer answered, but will answer the same again: back off.
             let reason = response.text().await.unwrap_or_default();
-            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
-                "{url}: HTTP {status}: {reason}"
-            ))));
+            return Ok(Err(Refused {
+                url,
+                status,
+                reason,
+            }));
         }
         let bytes = response.bytes().await.map_err(transport)?;
         let answer: Result<Resp, RaftError<TypeConfig>> = wire::decode(&bytes).map_err(|e| {
@@ -155,7 +242,9 @@ impl PeerClient {
         })?;
         // The only remote error is `Fatal`: the peer's Raft has stopped. Treat it like a
         // down peer until it is restarted.
-        answer.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+        answer
+            .map(Ok)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 
     /// Classifies a transport failure for openraft's retry logic.
@@ -225,8 +314,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .await
     }
 
-    /// Sends the whole snapshot in one request: a ledger snapshot is small enough to hold in
-    /// memory, and one request keeps the receiving side trivial.
+    /// Sends the snapshot in bounded chunks from its file (see [`snapshot_transfer`]).
+    /// Each chunk request is bounded by openraft's `hard_ttl` (`install_snapshot_timeout`),
+    /// the last one plus time in proportion to the snapshot's size; the transfer as a whole
+    /// ends only when it completes, fails, or openraft cancels it.
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
@@ -234,19 +325,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let body = wire::encode_snapshot(&vote, &snapshot.meta, snapshot.snapshot.get_ref())
-            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
-        drop(snapshot);
-        // Openraft may drop the transfer at `hard_ttl`; a large snapshot needs all of it.
-        let send = self.call(
-            SNAPSHOT_PATH,
-            body,
-            RPCTypes::InstallSnapshot,
-            option.hard_ttl(),
-        );
+        let send = snapshot_transfer::send(self, vote, snapshot, option.hard_ttl());
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            answer = send => answer.map_err(StreamingError::from),
+            answer = send => answer,
         }
     }
 
@@ -327,6 +409,13 @@ pub(crate) mod wire {
         bincode::serde::encode_to_vec(value, bincode::config::standard())
     }
 
+    /// Decodes one message at the start of `bytes`; returns it and the bytes it used.
+    pub(crate) fn decode_prefix<T: DeserializeOwned>(
+        bytes: &[u8],
+    ) -> Result<(T, usize), WireError> {
+        Ok(bincode::serde::decode_from_slice(bytes, decode_config())?)
+    }
+
     /// Decodes one message that must fill `bytes` exactly.
     pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
         let (value, used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
@@ -348,7 +437,9 @@ pub(crate) mod wire {
         Ok(body)
     }
 
-    /// A decoded snapshot transfer.
+    /// A decoded snapshot transfer (tests only: the receiver decodes the header with
+    /// [`decode_prefix`] and stores the data without copying it).
+    #[cfg(test)]
     pub(crate) struct SnapshotTransfer {
         /// The sending leader's vote.
         pub(crate) vote: VoteOf<TypeConfig>,
@@ -359,6 +450,7 @@ pub(crate) mod wire {
     }
 
     /// Decodes what [`encode_snapshot`] wrote.
+    #[cfg(test)]
     pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotTransfer, WireError> {
         let ((vote, meta), used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
         Ok(SnapshotTransfer {
@@ -688,7 +780,12 @@ mod tests {
     }
 
     async fn client_for(addr: SocketAddr) -> PeerClient {
-        let mut network = PeerNetwork::new(1, PeerRoutes::default()).expect("network");
+        let mut network = PeerNetwork::new(
+            1,
+            PeerRoutes::default(),
+            crate::raft::clock::ClockBook::new(crate::raft::clock::DEFAULT_MAX_OFFSET),
+        )
+        .expect("network");
         let node = NodeAddr {
             raft_addr: addr.to_string(),
             api_addr: String::new(),
@@ -804,15 +901,19 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
+    /// A snapshot handle on an anonymous temp file holding `data`.
     fn snapshot(data: Vec<u8>) -> SnapshotOf<C, SnapshotData> {
+        use std::io::Write;
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(&data).expect("write");
         Snapshot {
             meta: snapshot_meta(),
-            snapshot: std::io::Cursor::new(data),
+            snapshot: SnapshotData::from_file(file, 0, data.len() as u64),
         }
     }
 
     #[tokio::test]
-    async fn full_snapshot_arrives_whole() {
+    async fn full_snapshot_goes_whole_to_a_peer_without_chunks() {
         async fn install(body: Bytes) -> Vec<u8> {
             let got = wire::decode_snapshot(&body).expect("decode");
             assert_eq!(got.meta, snapshot_meta());
@@ -821,7 +922,8 @@ mod tests {
             let answer: Result<_, RaftError<C>> = Ok(SnapshotResponse::<C>::new(got.vote));
             wire::encode(&answer).expect("encode")
         }
-        // Above axum's default body limit: this fake server lifts it, as peer_api does.
+        // An older peer: only the whole-snapshot path, without a body limit. The chunk
+        // path answers 404, and the sender falls back.
         let router = Router::new().route(
             SNAPSHOT_PATH,
             post(install).layer(axum::extract::DefaultBodyLimit::disable()),
@@ -846,7 +948,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Vec::new()
         }
-        let addr = serve(Router::new().route(SNAPSHOT_PATH, post(stall))).await;
+        let addr = serve(Router::new().route(SNAPSHOT_CHUNK_PATH, post(stall))).await;
         let mut client = client_for(addr).await;
         let started = Instant::now();
         let cancel = async {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use openraft::{Config as RaftConfig, SnapshotPolicy};
 
+use super::clock::ClockBook;
+use super::identity::IdentityStore;
 use super::log_store::{open_db, RocksLogStore};
 use super::network::PeerNetwork;
 use super::routes::PeerRoutes;
@@ -31,6 +33,9 @@ pub struct NodeOptions {
     pub snapshot_every: u64,
     /// Address overrides for dialling peers (`--peer-route`).
     pub routes: PeerRoutes,
+    /// `--max-clock-offset-ms`: how far this node's clock may be off a quorum's while it
+    /// leads (see [`super::clock`]).
+    pub max_clock_offset: Duration,
 }
 
 /// A running node: the Raft handle and the ledger it applies to.
@@ -44,6 +49,10 @@ pub struct Node {
     pub ledger: SharedLedger,
     /// Address overrides for dialling peers, shared with request forwarding.
     pub routes: PeerRoutes,
+    /// Peer clock offsets: whether this node may stamp while it leads.
+    pub clocks: Arc<ClockBook>,
+    /// Its cluster and whether this data dir was admitted into it.
+    pub identity: Arc<IdentityStore>,
 }
 
 /// Why a node could not start.
@@ -71,12 +80,19 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| storage_error(&options.data_dir, e.to_string()))?;
     let log_dir = options.data_dir.join("raft-log");
+    let identity = IdentityStore::open(&options.data_dir, options.id, log_dir.exists())
+        .map_err(|e| storage_error(&options.data_dir, e.to_string()))?;
     let db = open_db(&log_dir).map_err(|e| storage_error(&log_dir, e.to_string()))?;
     let log_store = RocksLogStore::<TypeConfig>::new(db);
     let snapshot_dir = options.data_dir.join("snapshots");
-    let state_machine = LedgerStore::open(&snapshot_dir)
+    // Decoding a large snapshot takes seconds: off the async workers.
+    let dir = snapshot_dir.clone();
+    let state_machine = tokio::task::spawn_blocking(move || LedgerStore::open(&dir))
+        .await
+        .map_err(|e| storage_error(&snapshot_dir, e.to_string()))?
         .map_err(|e| storage_error(&snapshot_dir, e.to_string()))?;
     let ledger = state_machine.ledger();
+    let clocks = ClockBook::new(options.max_clock_offset);
 
     let config = RaftConfig {
         cluster_name: "licensed".to_string(),
@@ -101,18 +117,26 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     let raft = Raft::new(
         options.id,
         Arc::new(config),
-        PeerNetwork::new(options.id, options.routes.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?,
+        PeerNetwork::new(options.id, options.routes.clone(), clocks.clone())
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+            .with_identity(identity.clone()),
         log_store,
         state_machine,
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
+    tokio::spawn(hand_over_when_clock_is_off(
+        raft.clone(),
+        clocks.clone(),
+        options.id,
+    ));
     Ok(Node {
         id: options.id,
         raft,
         ledger,
         routes: options.routes.clone(),
+        clocks,
+        identity,
     })
 }
 
@@ -128,12 +152,35 @@ impl Node {
         if initialized {
             return Ok(false);
         }
+        let cluster_id = self
+            .identity
+            .get()
+            .cluster_id
+            .unwrap_or_else(uuid::Uuid::new_v4);
+        self.identity
+            .admit(cluster_id)
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let members = BTreeMap::from([(self.id, addr.clone())]);
         self.raft
             .initialize(members)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         Ok(true)
+    }
+
+    /// Whether this node's clock is fit for its role: a leader's agrees with a quorum of
+    /// the voters' (else it does not stamp), a follower's with its leader's. `Err` says
+    /// how far off it is.
+    pub fn clock_status(&self) -> Result<(), String> {
+        let metrics = super::metrics_of(&self.raft);
+        match metrics.current_leader {
+            Some(leader) if leader == self.id => {
+                let voters = metrics.membership_config.membership().voter_ids().collect();
+                self.clocks.may_stamp(leader, &voters)
+            }
+            Some(leader) => self.clocks.agrees_with_leader(leader),
+            None => Ok(()),
+        }
     }
 
     /// Waits until this node knows a leader and has applied what was committed before a
@@ -149,5 +196,39 @@ impl Node {
             .await
             .map_err(|e| NodeError::Raft(format!("no leader: {e}")))?;
         Ok(())
+    }
+}
+
+/// How often a leader checks that its clock still agrees with a quorum's.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// While this node leads with a clock a quorum disagrees with, hands leadership to the
+/// follower with the most typical clock (it refuses to stamp meanwhile; see
+/// [`super::clock`]). Runs as long as the Raft node does.
+async fn hand_over_when_clock_is_off(raft: Raft, clocks: Arc<ClockBook>, me: NodeId) {
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(CLOCK_CHECK_EVERY).await;
+        let metrics = super::metrics_of(&raft);
+        if metrics.running_state.is_err() {
+            return;
+        }
+        if metrics.current_leader != Some(me) {
+            warned = false;
+            continue;
+        }
+        let voters = metrics.membership_config.membership().voter_ids().collect();
+        let Err(reason) = clocks.may_stamp(me, &voters) else {
+            warned = false;
+            continue;
+        };
+        let Some(to) = clocks.successor(me, &voters) else {
+            continue;
+        };
+        if !warned {
+            tracing::warn!(%reason, to, "not stamping with this clock; handing leadership over");
+            warned = true;
+        }
+        let _ = raft.trigger().transfer_leader(to).await;
     }
 }

@@ -5,7 +5,10 @@
 //! bincode-encoded `Result<_, RaftError>` with HTTP 200. A body that does not decode is
 //! answered HTTP 400 with the reason as text; the client then backs off.
 
+mod snapshot_receiver;
+
 use std::future::Future;
+use std::path::PathBuf;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -19,20 +22,23 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::Snapshot;
 use serde::Serialize;
 
+use super::network::snapshot_transfer::CHUNK_BODY_LIMIT;
 use super::network::wire::{self, WireError};
-use super::network::{APPEND_PATH, PRE_VOTE_PATH, SNAPSHOT_PATH, TRANSFER_LEADER_PATH, VOTE_PATH};
-use super::state_machine::SnapshotData;
+use super::network::{
+    APPEND_PATH, PRE_VOTE_PATH, SNAPSHOT_CHUNK_PATH, SNAPSHOT_PATH, TRANSFER_LEADER_PATH, VOTE_PATH,
+};
+use super::state_machine::{LedgerStore, SnapshotData};
 use super::{Raft, TypeConfig};
+use snapshot_receiver::SnapshotReceiver;
 
 /// Largest AppendEntries body: far above any batch openraft sends (a few thousand small
 /// borrow commands), yet a bound on what one request can make this node buffer.
 const APPEND_BODY_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
 
 /// The node-to-node Raft routes, to be served on the node's `raft_addr`:
-/// `POST /raft/{append,vote,pre-vote,snapshot,transfer-leader}`.
+/// `POST /raft/{append,vote,pre-vote,snapshot,snapshot-chunk,transfer-leader}`.
 pub fn router(raft: Raft) -> Router {
     routes(raft)
 }
@@ -60,6 +66,12 @@ trait RaftRpc: Clone + Send + Sync + 'static {
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, SnapshotData>,
     ) -> impl Future<Output = Result<SnapshotResponse<TypeConfig>, Fatal<TypeConfig>>> + Send;
+
+    /// The node's snapshot receiver (one per node, shared by every request).
+    fn snapshot_receiver(&self) -> SnapshotReceiver;
+
+    /// The snapshot directory, where incoming snapshots are assembled.
+    fn snapshot_dir(&self) -> impl Future<Output = Result<PathBuf, Fatal<TypeConfig>>> + Send;
 
     fn on_transfer_leader(
         &self,
@@ -97,6 +109,18 @@ impl RaftRpc for Raft {
         self.install_full_snapshot(vote, snapshot).await
     }
 
+    fn snapshot_receiver(&self) -> SnapshotReceiver {
+        self.extension::<SnapshotReceiver>()
+    }
+
+    async fn snapshot_dir(&self) -> Result<PathBuf, Fatal<TypeConfig>> {
+        self.with_state_machine(|sm: &mut LedgerStore| {
+            let dir = sm.snapshot_dir();
+            Box::pin(async move { dir })
+        })
+        .await
+    }
+
     async fn on_transfer_leader(
         &self,
         req: TransferLeaderRequest<TypeConfig>,
@@ -114,12 +138,16 @@ fn routes<R: RaftRpc>(raft: R) -> Router {
         )
         .route(VOTE_PATH, post(vote::<R>))
         .route(PRE_VOTE_PATH, post(pre_vote::<R>))
-        // A snapshot holds the whole ledger and must arrive whatever its size, or the
-        // follower can never catch up. Peers are trusted (they write the log), so a limit
-        // would protect nothing.
+        // A snapshot of any size arrives as bounded chunks; each request is bounded.
+        .route(
+            SNAPSHOT_CHUNK_PATH,
+            post(snapshot_receiver::chunk::<R>).layer(DefaultBodyLimit::max(CHUNK_BODY_LIMIT)),
+        )
         .route(
             SNAPSHOT_PATH,
-            post(snapshot::<R>).layer(DefaultBodyLimit::disable()),
+            post(snapshot_receiver::whole::<R>).layer(DefaultBodyLimit::max(
+                snapshot_receiver::WHOLE_SNAPSHOT_BODY_LIMIT,
+            )),
         )
         .route(TRANSFER_LEADER_PATH, post(transfer_leader::<R>))
         .with_state(raft)
@@ -144,24 +172,6 @@ async fn pre_vote<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
         Ok(rpc) => reply(raft.on_pre_vote(rpc).await),
         Err(e) => bad_request(PRE_VOTE_PATH, e),
     }
-}
-
-async fn snapshot<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    let transfer = match wire::decode_snapshot(&body) {
-        Ok(transfer) => transfer,
-        Err(e) => return bad_request(SNAPSHOT_PATH, e),
-    };
-    // The body's copy of the data is no longer needed; free it before installing.
-    drop(body);
-    let snapshot = Snapshot {
-        meta: transfer.meta,
-        snapshot: SnapshotData::new(transfer.data),
-    };
-    reply(
-        raft.on_snapshot(transfer.vote, snapshot)
-            .await
-            .map_err(RaftError::Fatal),
-    )
 }
 
 async fn transfer_leader<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
@@ -206,20 +216,36 @@ mod tests {
     use openraft::type_config::alias::{EntryOf, LogIdOf};
     use uuid::Uuid;
 
+    use openraft::Snapshot;
+
     use super::*;
     use crate::borrow::check::BorrowRequest;
     use crate::borrow::host_id::HostId;
     use crate::borrow::license::LicenseKey;
+    use crate::raft::network::snapshot_transfer::{self, CHUNK_BYTES};
     use crate::raft::network::{PeerClient, PeerNetwork};
     use crate::raft::NodeAddr;
     use crate::state::Command;
 
     type C = TypeConfig;
 
-    /// Answers like a Raft node would, and records what reached it.
-    #[derive(Clone, Default)]
+    /// Answers like a Raft node would, and records what reached it. Snapshots are
+    /// assembled in a temp dir of its own.
+    #[derive(Clone)]
     struct FakeRaft {
         seen: Arc<Mutex<Vec<String>>>,
+        receiver: SnapshotReceiver,
+        dir: Arc<tempfile::TempDir>,
+    }
+
+    impl Default for FakeRaft {
+        fn default() -> Self {
+            FakeRaft {
+                seen: Arc::default(),
+                receiver: SnapshotReceiver::default(),
+                dir: Arc::new(tempfile::tempdir().expect("temp dir")),
+            }
+        }
     }
 
     impl FakeRaft {
@@ -263,10 +289,20 @@ mod tests {
             vote: VoteOf<C>,
             snapshot: SnapshotOf<C, SnapshotData>,
         ) -> Result<SnapshotResponse<C>, Fatal<C>> {
-            let data = snapshot.snapshot.into_inner();
-            let intact = data.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8);
-            self.record(format!("snapshot {} {intact}", data.len()));
+            let data = &snapshot.snapshot;
+            let mut bytes = vec![0u8; data.len() as usize];
+            data.read_at(0, &mut bytes).expect("read the snapshot");
+            let intact = bytes.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8);
+            self.record(format!("snapshot {} {intact}", bytes.len()));
             Ok(SnapshotResponse::new(vote))
+        }
+
+        fn snapshot_receiver(&self) -> SnapshotReceiver {
+            self.receiver.clone()
+        }
+
+        async fn snapshot_dir(&self) -> Result<PathBuf, Fatal<C>> {
+            Ok(self.dir.path().to_path_buf())
         }
 
         async fn on_transfer_leader(
@@ -292,10 +328,14 @@ mod tests {
             raft_addr: addr.to_string(),
             api_addr: String::new(),
         };
-        PeerNetwork::new(1, crate::raft::routes::PeerRoutes::default())
-            .expect("network")
-            .new_client(2, &node)
-            .await
+        PeerNetwork::new(
+            1,
+            crate::raft::routes::PeerRoutes::default(),
+            crate::raft::clock::ClockBook::new(crate::raft::clock::DEFAULT_MAX_OFFSET),
+        )
+        .expect("network")
+        .new_client(2, &node)
+        .await
     }
 
     fn option() -> RPCOption {
@@ -363,12 +403,8 @@ mod tests {
         assert!(!answer.vote_granted);
         assert_eq!(answer.vote, VoteOf::<C>::new(9, 3));
 
-        // Far above any body limit: snapshot transfers are not limited.
-        let data: Vec<u8> = (0..(5 << 20)).map(|i: usize| (i % 253) as u8).collect();
-        let snapshot = Snapshot {
-            meta: Default::default(),
-            snapshot: SnapshotData::new(data),
-        };
+        // Above one chunk's limit: the snapshot goes as two chunks.
+        let snapshot = patterned_snapshot(5 << 20);
         let answer = client
             .full_snapshot(vote(), snapshot, std::future::pending(), option())
             .await
@@ -406,6 +442,7 @@ mod tests {
             VOTE_PATH,
             PRE_VOTE_PATH,
             SNAPSHOT_PATH,
+            SNAPSHOT_CHUNK_PATH,
             TRANSFER_LEADER_PATH,
         ] {
             for body in [Vec::new(), b"{\"vote\": 1}".to_vec(), vec![0xff; 40]] {
@@ -447,5 +484,121 @@ mod tests {
             .await
             .expect("send");
         assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    /// A snapshot of `len` bytes following the pattern `FakeRaft` checks, in a temp file.
+    fn patterned_snapshot(len: usize) -> SnapshotOf<C, SnapshotData> {
+        use std::io::Write;
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(&data).expect("write");
+        Snapshot {
+            meta: Default::default(),
+            snapshot: SnapshotData::from_file(file, 0, len as u64),
+        }
+    }
+
+    fn leftovers(raft: &FakeRaft) -> Vec<String> {
+        std::fs::read_dir(raft.dir.path())
+            .expect("read dir")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_chunked_transfer_assembles_the_same_bytes() {
+        let raft = FakeRaft::default();
+        let mut client = client_for(serve(raft.clone()).await).await;
+        // Not a multiple of the chunk size: three full chunks and a short one.
+        let len = 3 * CHUNK_BYTES + 12_345;
+        let answer = client
+            .full_snapshot(
+                vote(),
+                patterned_snapshot(len),
+                std::future::pending(),
+                option(),
+            )
+            .await
+            .expect("snapshot");
+        assert_eq!(answer.vote, vote());
+        // An empty snapshot is one empty chunk.
+        client
+            .full_snapshot(
+                vote(),
+                patterned_snapshot(0),
+                std::future::pending(),
+                option(),
+            )
+            .await
+            .expect("empty snapshot");
+        assert_eq!(
+            raft.seen(),
+            [
+                format!("snapshot {len} true"),
+                "snapshot 0 true".to_string()
+            ]
+        );
+        // The staged files were handed over and deleted with the snapshots.
+        assert!(leftovers(&raft).is_empty(), "{:?}", leftovers(&raft));
+    }
+
+    /// POSTs one chunk of `len` bytes at `offset` of transfer 7 to the chunk path.
+    async fn post_chunk(
+        addr: SocketAddr,
+        offset: u64,
+        len: usize,
+        total: u64,
+    ) -> reqwest::Response {
+        let header = snapshot_transfer::ChunkHeader {
+            vote: vote(),
+            meta: Default::default(),
+            transfer: 7,
+            offset,
+            total,
+        };
+        let body = snapshot_transfer::encode_chunk(&header, &vec![1u8; len]).expect("encode");
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .post(format!("http://{addr}{SNAPSHOT_CHUNK_PATH}"))
+            .body(body)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    #[tokio::test]
+    async fn oversized_and_stray_chunks_are_refused() {
+        let raft = FakeRaft::default();
+        let addr = serve(raft.clone()).await;
+        let total = 64 << 20;
+        // One byte over the chunk size, within the body limit: refused by the receiver.
+        let response = post_chunk(addr, 0, CHUNK_BYTES + 1, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+        // Over the body limit: refused before the body is read in full.
+        let response = post_chunk(addr, 0, CHUNK_BODY_LIMIT + 1, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+        // A chunk that does not continue a transfer in progress.
+        let response = post_chunk(addr, 4096, 4096, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::CONFLICT);
+        // A proper first chunk is held; a gap after it is refused; the transfer survives.
+        let response = post_chunk(addr, 0, 4096, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        let held: Result<u64, RaftError<C>> =
+            wire::decode(&response.bytes().await.expect("body")).expect("decode");
+        assert_eq!(held.expect("held"), 4096);
+        let response = post_chunk(addr, 8192, 4096, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::CONFLICT);
+        let response = post_chunk(addr, 4096, 4096, total).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert!(raft.seen().is_empty(), "{:?}", raft.seen());
+        assert_eq!(leftovers(&raft).len(), 1, "one transfer in progress");
     }
 }

@@ -3,12 +3,18 @@
 //!
 //! Why in memory: the borrow decision runs on every apply and must be cheap; the log in
 //! RocksDB is already fsynced before an entry commits, so the state machine need not sync
-//! again. On restart the latest snapshot is loaded and openraft re-applies the committed
-//! log after it (the log store persists the committed id). Snapshots are taken every
-//! `snapshot_every` entries, which bounds the replay.
+//! again. On restart the newest readable snapshot is loaded and openraft re-applies the
+//! committed log after it (the log store persists the committed id). Snapshots are taken
+//! every `snapshot_every` entries, which bounds the replay.
+//!
+//! Snapshots never sit whole in memory: they are encoded straight into their file, sent
+//! from it in chunks, received into a temp file and decoded from it. All of that file
+//! work, and the decoding, runs in `spawn_blocking`, off the async workers that carry the
+//! heartbeats.
 
-use std::fs;
-use std::io::{self, Cursor, Write};
+mod snapshot_file;
+
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -17,14 +23,14 @@ use futures::{Stream, TryStreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use serde::{Deserialize, Serialize};
 
-use crate::state::{Ledger, LedgerSnapshot, Outcome, SnapshotView};
+use crate::state::{Ledger, LedgerSnapshot, Outcome};
+
+pub use snapshot_file::SnapshotData;
+pub(crate) use snapshot_file::{create_rw, encode_header};
+use snapshot_file::{decode_ledger, encode_ledger, SnapshotDir};
 
 use super::TypeConfig;
-
-/// Snapshot payload as openraft moves it around (and over the network).
-pub type SnapshotData = Cursor<Vec<u8>>;
 
 /// The ledger, shared between the state machine (which writes) and the API (which reads).
 ///
@@ -43,25 +49,60 @@ impl SharedLedger {
         (guard, version)
     }
 
-    /// Read access. A poisoned lock means an apply panicked mid-way; the ledger is still
-    /// the last consistent one openraft saw, so reads go on.
+    /// Read access. Only a writer can poison the lock, and a panic while writing aborts
+    /// the process ([`LedgerWrite`]), so a reader never sees a half-changed ledger.
     pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
         self.0
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Ledger> {
+    fn write(&self) -> LedgerWrite<'_> {
         let guard = self
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.1.fetch_add(1, Ordering::AcqRel);
-        guard
+        LedgerWrite { guard }
     }
 }
 
-/// Where the state machine stands in the log.
+/// Write access to the ledger that aborts the process if a panic unwinds through it.
+///
+/// A panic in the middle of an apply (or a snapshot load) leaves the ledger half changed:
+/// an index updated and its record not, a borrow counted and not stored. Nothing that
+/// reads it afterwards could be trusted, and openraft would not apply the entry again.
+/// Aborting makes it a crash: the restart rebuilds the ledger from the snapshot and the
+/// log, which hold only whole entries.
+pub(crate) struct LedgerWrite<'a> {
+    guard: RwLockWriteGuard<'a, Ledger>,
+}
+
+impl std::ops::Deref for LedgerWrite<'_> {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for LedgerWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Ledger {
+        &mut self.guard
+    }
+}
+
+impl Drop for LedgerWrite<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a panic while the ledger was being changed: aborting, the restart rebuilds it from the snapshot and the log");
+            std::process::abort();
+        }
+    }
+}
+
+/// Where the state machine stands in the log. Written only while the ledger's write lock
+/// is held (apply, snapshot load) and read for snapshots under its read lock, so the
+/// ledger lock guards the pair: no one sees a ledger with another ledger's position.
 #[derive(Debug, Clone, Default)]
 struct Applied {
     log_id: Option<LogIdOf<TypeConfig>>,
@@ -73,25 +114,34 @@ struct Applied {
 pub struct LedgerStore {
     ledger: SharedLedger,
     applied: Arc<RwLock<Applied>>,
-    snapshot_dir: PathBuf,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotHeader {
-    meta: SnapshotMetaOf<TypeConfig>,
+    snapshots: SnapshotDir,
 }
 
 impl LedgerStore {
-    /// Opens the state machine, loading the newest snapshot in `snapshot_dir` if any.
+    /// Opens the state machine in `snapshot_dir`: removes the temp files of interrupted
+    /// writes and loads the newest snapshot that decodes. A snapshot that does not is
+    /// logged and set aside (renamed `.corrupt`) and the next older one is tried; openraft
+    /// then re-applies the log after whichever was loaded, or refuses to start if the log
+    /// no longer reaches back to it.
     pub fn open(snapshot_dir: &Path) -> io::Result<LedgerStore> {
-        fs::create_dir_all(snapshot_dir)?;
         let store = LedgerStore {
             ledger: SharedLedger::default(),
             applied: Arc::default(),
-            snapshot_dir: snapshot_dir.to_path_buf(),
+            snapshots: SnapshotDir::open(snapshot_dir)?,
         };
-        if let Some((meta, data)) = store.read_newest_snapshot()? {
-            store.load(&meta, &data)?;
+        let mut candidates = store.snapshots.snapshots()?;
+        while let Some(path) = candidates.pop() {
+            match store.load_file(&path) {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(
+                        file = %path.display(),
+                        %error,
+                        "cannot load the snapshot; setting it aside and trying the one before"
+                    );
+                    store.snapshots.set_aside(&path)?;
+                }
+            }
         }
         Ok(store)
     }
@@ -101,96 +151,40 @@ impl LedgerStore {
         self.ledger.clone()
     }
 
-    fn load(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
-        let snapshot = decode_ledger(data)?;
-        *self.ledger.write() = Ledger::from_snapshot(snapshot);
-        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
-        applied.log_id = meta.last_log_id;
-        applied.membership = meta.last_membership.clone();
+    /// The directory of the snapshot files, where incoming snapshots are assembled.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.snapshots.path().to_path_buf()
+    }
+
+    fn load_file(&self, path: &Path) -> io::Result<()> {
+        let (meta, data) = snapshot_file::open_snapshot(path)?;
+        let snapshot = decode_ledger(&data)?;
+        self.swap(&meta, Ledger::from_snapshot(snapshot));
         Ok(())
     }
 
-    fn snapshot_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
-        let name = match &meta.last_log_id {
-            Some(log_id) => format!(
-                "{:020}-{}.snap",
-                log_id.index(),
-                log_id.committed_leader_id()
-            ),
-            None => "00000000000000000000-none.snap".to_string(),
+    /// Replaces the ledger and its applied position in one step under the ledger lock.
+    /// The old ledger is freed after the lock is released.
+    fn swap(&self, meta: &SnapshotMetaOf<TypeConfig>, ledger: Ledger) {
+        let old = {
+            let mut guard = self.ledger.write();
+            let old = std::mem::replace(&mut *guard, ledger);
+            let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
+            applied.log_id = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+            old
         };
-        self.snapshot_dir.join(name)
-    }
-
-    /// Writes a snapshot atomically (temp file, fsync, rename, fsync dir) and keeps only
-    /// the newest two, so a crash mid-write never leaves a half snapshot as the newest.
-    fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
-        let header =
-            serde_json::to_vec(&SnapshotHeader { meta: meta.clone() }).map_err(io::Error::other)?;
-        let path = self.snapshot_path(meta);
-        let temp = path.with_extension("tmp");
-        {
-            let mut file = fs::File::create(&temp)?;
-            file.write_all(&(header.len() as u64).to_be_bytes())?;
-            file.write_all(&header)?;
-            file.write_all(data)?;
-            file.sync_all()?;
-        }
-        fs::rename(&temp, &path)?;
-        fs::File::open(&self.snapshot_dir)?.sync_all()?;
-        let mut names = self.snapshot_names()?;
-        while names.len() > 2 {
-            let oldest = names.remove(0);
-            let _ = fs::remove_file(self.snapshot_dir.join(oldest));
-        }
-        Ok(())
-    }
-
-    fn snapshot_names(&self) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.snapshot_dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".snap") {
-                names.push(name);
-            }
-        }
-        // Zero-padded index first: lexicographic order is log order.
-        names.sort();
-        Ok(names)
-    }
-
-    fn read_newest_snapshot(&self) -> io::Result<Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)>> {
-        let Some(newest) = self.snapshot_names()?.pop() else {
-            return Ok(None);
-        };
-        let bytes = fs::read(self.snapshot_dir.join(&newest))?;
-        let invalid = |what: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("snapshot {newest}: {what}"),
-            )
-        };
-        let (len, rest) = bytes
-            .split_at_checked(8)
-            .ok_or_else(|| invalid("truncated"))?;
-        let len = u64::from_be_bytes(len.try_into().map_err(|_| invalid("truncated"))?) as usize;
-        let (header, data) = rest
-            .split_at_checked(len)
-            .ok_or_else(|| invalid("truncated"))?;
-        let header: SnapshotHeader =
-            serde_json::from_slice(header).map_err(|e| invalid(&e.to_string()))?;
-        Ok(Some((header.meta, data.to_vec())))
+        drop(old);
     }
 }
 
-fn encode_ledger(snapshot: &SnapshotView<'_>) -> io::Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(snapshot, bincode::config::standard()).map_err(io::Error::other)
-}
-
-fn decode_ledger(data: &[u8]) -> io::Result<LedgerSnapshot> {
-    bincode::serde::decode_from_slice(data, bincode::config::standard())
-        .map(|(snapshot, _)| snapshot)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+/// Runs blocking snapshot work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
@@ -200,7 +194,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         // The applied position and the ledger must match: take both under the ledger lock,
         // which apply also holds while it changes either. Under the lock only the frozen
         // view (shared records, no copies): applies wait for as short as possible; the
-        // sorting and encoding happen after.
+        // sorting and encoding happen after, straight into the file.
         let (mut frozen, meta) = {
             let ledger = self.ledger.read();
             let applied = self
@@ -214,20 +208,20 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
             };
             (ledger.freeze(), meta)
         };
-        let store = self.clone();
+        let snapshots = self.snapshots.clone();
         let meta_for_write = meta.clone();
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = encode_ledger(&frozen.view())?;
-            fail::fail_point!("snapshot-build");
-            store.persist(&meta_for_write, &data)?;
-            Ok(data)
+        let data = blocking(move || {
+            snapshots.write(&meta_for_write, |out| {
+                let len = encode_ledger(&frozen.view(), out)?;
+                fail::fail_point!("snapshot-build");
+                Ok(len)
+            })
         })
-        .await
-        .map_err(io::Error::other)??;
+        .await?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot built");
         Ok(SnapshotOf::<TypeConfig, SnapshotData> {
             meta,
-            snapshot: Cursor::new(data),
+            snapshot: data,
         })
     }
 }
@@ -286,30 +280,78 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
         let store = self.clone();
-        let meta_owned = meta.clone();
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+        let meta = meta.clone();
+        let bytes = snapshot.len();
+        let last_log_id = meta.last_log_id;
+        let started = std::time::Instant::now();
+        let decode_ms = blocking(move || {
+            // Decoded before it is put in place: a snapshot that does not decode is refused
+            // (the leader sends it again) instead of becoming the newest on disk.
+            let ledger = Ledger::from_snapshot(decode_ledger::<LedgerSnapshot>(&snapshot)?);
+            let decode_ms = started.elapsed().as_millis();
             fail::fail_point!("snapshot-install-before-persist");
-            store.persist(&meta_owned, &data)?;
+            drop(store.snapshots.install(&meta, snapshot)?);
             fail::fail_point!("snapshot-install-after-persist");
-            Ok(data)
+            store.swap(&meta, ledger);
+            Ok(decode_ms)
         })
-        .await
-        .map_err(io::Error::other)??;
-        self.load(meta, &data)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot installed");
+        .await?;
+        let total_ms = started.elapsed().as_millis();
+        tracing::info!(
+            ?last_log_id,
+            bytes,
+            decode_ms,
+            total_ms,
+            "snapshot installed"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        Ok(self.read_newest_snapshot()?.map(
-            |(meta, data)| SnapshotOf::<TypeConfig, SnapshotData> {
+        let snapshots = self.snapshots.clone();
+        let newest = blocking(move || snapshots.newest()).await?;
+        Ok(
+            newest.map(|(meta, data)| SnapshotOf::<TypeConfig, SnapshotData> {
                 meta,
-                snapshot: Cursor::new(data),
-            },
-        ))
+                snapshot: data,
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process the test below starts.
+    const CHILD: &str = "LICENSED_TEST_PANIC_IN_LEDGER_WRITE";
+
+    #[test]
+    fn a_panic_while_the_ledger_is_being_changed_aborts_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let ledger = SharedLedger::default();
+            let _write = ledger.write();
+            panic!("in the middle of changing the ledger");
+        }
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "raft::state_machine::tests::a_panic_while_the_ledger_is_being_changed_aborts_the_process",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run the child");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "the child should die of SIGABRT, not unwind and go on: {status}"
+        );
     }
 }

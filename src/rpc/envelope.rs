@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::app::App;
 
 use super::error::{RpcError, INVALID_REQUEST, PARSE_ERROR};
-use super::methods;
+use super::methods::{self, Caller};
 
 /// A response (or a batch of them) as JSON text, ready to send.
 pub type Reply = String;
@@ -14,7 +14,7 @@ pub type Reply = String;
 pub const MAX_BATCH: usize = 1_000;
 
 /// Answers a request body. `None` means "no body" (only notifications were sent).
-pub async fn handle_body(app: &App, body: &[u8]) -> Option<Reply> {
+pub async fn handle_body(app: &App, caller: Caller, body: &[u8]) -> Option<Reply> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => {
@@ -48,18 +48,18 @@ pub async fn handle_body(app: &App, body: &[u8]) -> Option<Reply> {
             // In order, one after another: borrows in one batch apply in the order sent.
             let mut responses = Vec::with_capacity(items.len());
             for item in &items {
-                if let Some(response) = handle_one(app, item).await {
+                if let Some(response) = handle_one(app, caller, item).await {
                     responses.push(response);
                 }
             }
             (!responses.is_empty()).then(|| format!("[{}]", responses.join(",")))
         }
-        single => handle_one(app, &single).await,
+        single => handle_one(app, caller, &single).await,
     }
 }
 
 /// Answers one request object; `None` for a notification.
-async fn handle_one(app: &App, request: &Value) -> Option<Reply> {
+async fn handle_one(app: &App, caller: Caller, request: &Value) -> Option<Reply> {
     let object = match request {
         Value::Object(object) => object,
         _ => {
@@ -73,7 +73,7 @@ async fn handle_one(app: &App, request: &Value) -> Option<Reply> {
         Ok(parts) => parts,
         Err((id, error)) => return Some(error_reply(id, &error)),
     };
-    let outcome = methods::call(app, method, object.get("params")).await;
+    let outcome = methods::call(app, caller, method, object.get("params")).await;
     // A notification (no `id` member) is carried out but gets no answer.
     let id = id?;
     Some(match outcome {

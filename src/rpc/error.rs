@@ -17,6 +17,10 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// `-32603`: the server cannot answer (no quorum, timeout, bug).
 pub const INTERNAL_ERROR: i64 = -32603;
 
+/// `37` (extension): a `ReturnLicenseV1` without the borrower's `returnToken` or the
+/// admin token.
+pub const RETURN_NOT_AUTHORIZED: i64 = 37;
+
 /// A JSON-RPC error: the seed's code and message, plus a reason for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
@@ -71,6 +75,7 @@ pub fn message_for(code: i64) -> &'static str {
         34 => "No matching license found",
         35 => "Invalid borrow interval",
         36 => "Invalid host id",
+        RETURN_NOT_AUTHORIZED => "Return not authorized",
         _ => "Server error",
     }
 }
@@ -87,6 +92,7 @@ impl From<AppError> for RpcError {
             AppError::Borrow(refusal) => refusal.into(),
             AppError::BorrowNotFound(_) => RpcError::new(34, error.to_string()),
             AppError::RequestIdReused(reason) => RpcError::invalid_params(reason),
+            AppError::ReturnRefused(reason) => RpcError::new(RETURN_NOT_AUTHORIZED, reason),
             AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),
             AppError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");

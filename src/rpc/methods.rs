@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::app::{App, ReturnAuthority};
 use crate::borrow::check::BorrowRequest;
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::LicenseKey;
@@ -34,14 +34,26 @@ const MAX_REQUEST_ID_CHARS: usize = 128;
 /// is answered as it is (shared, not copied or parsed again).
 pub type RpcResult = Arc<str>;
 
+/// Who is calling, as far as the transport could tell.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    /// The request carried the admin token (`Authorization: Bearer ...`).
+    pub admin: bool,
+}
+
 /// Runs one method call.
 #[tracing::instrument(level = "debug", skip(app, params))]
-pub async fn call(app: &App, method: &str, params: Option<&Value>) -> Result<RpcResult, RpcError> {
+pub async fn call(
+    app: &App,
+    caller: Caller,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<RpcResult, RpcError> {
     match method {
         "ListLicensesV1" => list_licenses(app, Params::new(method, params)?).await,
         "BorrowLicenseV1" => borrow_license(app, Params::new(method, params)?).await,
         "GetBorrowedLicenseV1" => get_borrowed_license(app, Params::new(method, params)?).await,
-        "ReturnLicenseV1" => return_license(app, Params::new(method, params)?).await,
+        "ReturnLicenseV1" => return_license(app, caller, Params::new(method, params)?).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!(
@@ -90,9 +102,19 @@ async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<RpcResult
     to_json(BorrowedLicense::from(issued))
 }
 
-async fn return_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
+async fn return_license(
+    app: &App,
+    caller: Caller,
+    params: Params<'_>,
+) -> Result<RpcResult, RpcError> {
     let borrow_id = borrow_id_param(&params)?;
-    let record = app.give_back(borrow_id).await?;
+    let token = params.optional_str("returnToken")?;
+    let authority = if caller.admin {
+        ReturnAuthority::Admin
+    } else {
+        ReturnAuthority::Borrower(token)
+    };
+    let record = app.give_back(borrow_id, authority).await?;
     to_json(ReturnedBorrow::from(&record))
 }
 

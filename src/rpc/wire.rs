@@ -43,6 +43,9 @@ pub struct BorrowedInterval {
 pub struct BorrowedLicense {
     license: String,
     borrow_id: String,
+    /// Extension: the borrower's proof for `ReturnLicenseV1`, only in a borrow's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    return_token: Option<String>,
 }
 
 /// Result of `ReturnLicenseV1` (extension): the borrow as it stands after the return.
@@ -101,6 +104,7 @@ impl From<IssuedLicense> for BorrowedLicense {
         BorrowedLicense {
             license: issued.license,
             borrow_id: issued.borrow_id.to_string(),
+            return_token: issued.return_token,
         }
     }
 }

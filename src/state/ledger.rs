@@ -13,12 +13,17 @@ use crate::borrow::license::{License, LicenseKey};
 use crate::borrow::time::Instant;
 
 use super::command::{Bootstrap, Command, Outcome};
+use super::outstanding::{Outstanding, MAX_OUTSTANDING_PER_HOST, MAX_OUTSTANDING_PER_SEAT};
 
 /// Default retention of expired borrows (SPEC §2: 30 days).
 pub const DEFAULT_RETENTION_SECS: i64 = 30 * 86_400;
 /// How long a refused borrow's `requestId` is remembered (a granted one lives as long as
 /// its borrow): long enough for any client retry loop.
 pub const REFUSED_REQUEST_RETENTION_SECS: i64 = 86_400;
+/// Most refused `requestId`s remembered at once; beyond it the oldest is forgotten first
+/// (a retry of a forgotten refusal is decided again, which borrows at most once). Without
+/// it, unique ids on refused borrows would grow every replica's memory for 24 hours.
+pub const MAX_REMEMBERED_REFUSALS: usize = 10_000;
 
 /// One borrow, with everything its signed license document shows. Version, edition and
 /// modules are copied from the license at borrow time so that the document rendered later
@@ -88,6 +93,10 @@ pub struct Ledger {
     requests: HashMap<Arc<str>, Arc<RequestRecord>>,
     /// (time the request may be forgotten, requestId), for retention.
     forget_requests: BTreeSet<(Instant, String)>,
+    /// The refused ones among them, for [`MAX_REMEMBERED_REFUSALS`].
+    refusals: BTreeSet<(Instant, String)>,
+    /// Borrows not yet ended, per license and host (derived), for the limits.
+    outstanding: Outstanding,
 }
 
 /// The serialised form of a ledger (snapshots). Indexes are derived and rebuilt on load.
@@ -153,7 +162,7 @@ impl Ledger {
         request_id: &str,
     ) -> Outcome {
         if let Some(first) = self.requests.get(request_id) {
-            if first.request != *request {
+            if !request.is_retry_of(&first.request) {
                 return Outcome::RequestIdReused(format!(
                     "requestId {request_id:?} was already used for a different borrow request"
                 ));
@@ -185,6 +194,9 @@ impl Ledger {
         );
         self.forget_requests
             .insert((forget_at, request_id.to_string()));
+        if answer.is_err() {
+            self.remember_refusal(forget_at, request_id);
+        }
         Outcome::Borrow(answer.map(Box::new))
     }
 
@@ -206,6 +218,7 @@ impl Ledger {
         record.valid_until = new_until;
         record.returned_at = Some(now);
         let record = BorrowRecord::clone(record);
+        self.outstanding.remove(&record, old_until);
         if let Some(slot) = self.slots.get_mut(&record.key) {
             // An upcoming borrow becomes empty: it holds no capacity but stays retrievable.
             slot.index.remove(record.valid_from, old_until);
@@ -216,6 +229,17 @@ impl Ledger {
         self.forget_at
             .insert((new_until.saturating_add(self.retention_secs), borrow_id));
         Ok(record)
+    }
+
+    /// Remembers a refused `requestId`, forgetting the oldest refusal beyond the bound.
+    fn remember_refusal(&mut self, forget_at: Instant, request_id: &str) {
+        self.refusals.insert((forget_at, request_id.to_string()));
+        while self.refusals.len() > MAX_REMEMBERED_REFUSALS {
+            if let Some((when, oldest)) = self.refusals.pop_first() {
+                self.forget_requests.remove(&(when, oldest.clone()));
+                self.requests.remove(oldest.as_str());
+            }
+        }
     }
 
     fn bootstrap(&mut self, bootstrap: &Bootstrap) -> bool {
@@ -239,6 +263,10 @@ impl Ledger {
     fn advance_clock(&mut self, stamped: Instant) -> Instant {
         self.clock = self.clock.max(stamped);
         let now = self.clock;
+        // Before forgetting: the counts look each ended borrow up.
+        let borrows = &self.borrows;
+        self.outstanding
+            .expire(now, |id| borrows.get(id).map(Arc::as_ref));
         while let Some(&(when, id)) = self.forget_at.first() {
             if when > now {
                 break;
@@ -250,8 +278,9 @@ impl Ledger {
             if *when > now {
                 break;
             }
-            if let Some((_, request_id)) = self.forget_requests.pop_first() {
+            if let Some((when, request_id)) = self.forget_requests.pop_first() {
                 self.requests.remove(request_id.as_str());
+                self.refusals.remove(&(when, request_id));
             }
         }
         now
@@ -261,6 +290,7 @@ impl Ledger {
         let Some(record) = self.borrows.remove(&id) else {
             return;
         };
+        self.outstanding.remove(&record, record.valid_until);
         if let Some(slot) = self.slots.get_mut(&record.key) {
             slot.index.remove(record.valid_from, record.valid_until);
             slot.by_start.remove(&(record.valid_from, id));
@@ -285,6 +315,20 @@ impl Ledger {
         let Some(license) = slot.license.as_ref() else {
             return Err(BorrowError::NoSuchLicense("license vanished".into()));
         };
+        let key = &request.key;
+        let per_license = (license.count as usize).saturating_mul(MAX_OUTSTANDING_PER_SEAT);
+        if self.outstanding.of_license(key) >= per_license {
+            return Err(BorrowError::OverLimit(format!(
+                "{}/{} already has {per_license} current and upcoming borrows, the most the server keeps for a license of {} seat(s) ({MAX_OUTSTANDING_PER_SEAT} per seat)",
+                key.feature, key.uuid, license.count
+            )));
+        }
+        if self.outstanding.of_host(key, &request.host_id) >= MAX_OUTSTANDING_PER_HOST {
+            return Err(BorrowError::OverLimit(format!(
+                "host {} already holds {MAX_OUTSTANDING_PER_HOST} current and upcoming borrows of {}/{}, the most one host may hold",
+                request.host_id, key.feature, key.uuid
+            )));
+        }
         let record = BorrowRecord {
             borrow_id,
             key: request.key.clone(),
@@ -302,6 +346,7 @@ impl Ledger {
         slot.by_start.insert((granted.from, borrow_id));
         self.forget_at
             .insert((granted.until.saturating_add(self.retention_secs), borrow_id));
+        self.outstanding.add(&record, now);
         self.borrows.insert(borrow_id, Arc::new(record.clone()));
         Ok(record)
     }
@@ -403,6 +448,11 @@ impl Ledger {
             ledger
                 .forget_requests
                 .insert((record.forget_at, request_id.clone()));
+            if record.answer.is_err() {
+                ledger
+                    .refusals
+                    .insert((record.forget_at, request_id.clone()));
+            }
             ledger
                 .requests
                 .insert(Arc::from(request_id), Arc::new(record));
@@ -415,6 +465,7 @@ impl Ledger {
                 record.valid_until.saturating_add(ledger.retention_secs),
                 record.borrow_id,
             ));
+            ledger.outstanding.add(&record, ledger.clock);
             ledger.borrows.insert(record.borrow_id, Arc::new(record));
         }
         ledger
@@ -663,6 +714,30 @@ mod tests {
         ));
         let other = borrow(&mut ledger, NOW, request(NOW, NOW + 2 * HOUR), Some("r"));
         assert!(matches!(other, Outcome::RequestIdReused(_)));
+        let mut elsewhere = request(NOW, NOW + HOUR);
+        elsewhere.host_id = HostId::parse("MAC:000000000001").expect("host id");
+        let other_host = borrow(&mut ledger, NOW, elsewhere, Some("r"));
+        assert!(matches!(other_host, Outcome::RequestIdReused(_)));
+        assert_eq!(ledger.borrow_count(), 1);
+    }
+
+    #[test]
+    fn a_retry_that_restamps_valid_from_answers_the_first_borrow() {
+        let mut ledger = ledger_with_one_seat();
+        let first = granted(borrow(
+            &mut ledger,
+            NOW,
+            request(NOW, NOW + HOUR),
+            Some("r"),
+        ));
+        // The client stamped "now" again on its retry a few seconds later.
+        let retry = granted(borrow(
+            &mut ledger,
+            NOW + 3,
+            request(NOW + 3, NOW + HOUR),
+            Some("r"),
+        ));
+        assert_eq!(retry, first);
         assert_eq!(ledger.borrow_count(), 1);
     }
 

@@ -2,6 +2,10 @@
 
 pub mod command;
 pub mod ledger;
+pub mod outstanding;
+
+#[cfg(test)]
+mod limits_tests;
 
 pub use command::{Bootstrap, Command, Outcome};
 pub use ledger::{BorrowRecord, FrozenLedger, Ledger, LedgerSnapshot, RequestRecord, SnapshotView};

@@ -21,6 +21,8 @@ pub struct TestNode {
     child: Option<Child>,
     /// How this node first joined (`--peers ...` or `--join ...`).
     membership_args: Vec<String>,
+    /// Extra environment for this node's process (e.g. libfaketime).
+    env: Vec<(String, String)>,
     paused: bool,
 }
 
@@ -57,6 +59,28 @@ pub fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` nodes that form a new cluster from `--peers`, with `pool` loaded.
     pub fn start(size: usize, pool: &str, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::unstarted(size, pool, extra);
+        cluster.start_all();
+        cluster
+    }
+
+    /// Starts every node of an [`Cluster::unstarted`] cluster; returns once all are ready.
+    pub fn start_all(&mut self) {
+        let waits: Vec<_> = (0..self.nodes.len()).map(|i| self.spawn(i)).collect();
+        for wait in waits {
+            wait.recv_timeout(Duration::from_secs(120))
+                .expect("node did not become ready in time");
+        }
+    }
+
+    /// Starts node `i` (of an [`Cluster::unstarted`] cluster) without waiting; the
+    /// receiver yields once it prints that it is ready.
+    pub fn spawn_node(&mut self, i: usize) -> mpsc::Receiver<String> {
+        self.spawn(i)
+    }
+
+    /// `size` nodes of a new `--peers` cluster, none of them started yet.
+    pub fn unstarted(size: usize, pool: &str, extra: &[&str]) -> Cluster {
         let temp = tempfile::tempdir().expect("temp dir");
         let pool_path = temp.path().join("pool.json");
         std::fs::write(&pool_path, pool).expect("write pool");
@@ -70,6 +94,7 @@ impl Cluster {
                 data_dir: temp.path().join(format!("node{id}")),
                 child: None,
                 membership_args: Vec::new(),
+                env: Vec::new(),
                 paused: false,
             });
         }
@@ -81,7 +106,7 @@ impl Cluster {
         for node in &mut nodes {
             node.membership_args = vec!["--peers".into(), peers.clone()];
         }
-        let mut cluster = Cluster {
+        Cluster {
             nodes,
             pool: pool_path,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -90,13 +115,7 @@ impl Cluster {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
-        };
-        let waits: Vec<_> = (0..size).map(|i| cluster.spawn(i)).collect();
-        for wait in waits {
-            wait.recv_timeout(Duration::from_secs(120))
-                .expect("node did not become ready in time");
         }
-        cluster
     }
 
     /// Spawns node `i`; the receiver yields once it prints that it is listening.
@@ -112,6 +131,7 @@ impl Cluster {
             .args(&node.membership_args)
             .args(&self.extra)
             .env("RUST_LOG", "warn")
+            .envs(node.env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -120,6 +140,36 @@ impl Cluster {
         node.child = Some(child);
         node.paused = false;
         rx
+    }
+
+    /// Runs node `i` (from its next start on) with its wall clock `offset` off, through
+    /// Debian's libfaketime (`-1h`, `+30m`, ...); monotonic time stays real.
+    pub fn set_clock_offset(&mut self, i: usize, offset: &str) {
+        let library = ["x86_64", "aarch64"]
+            .iter()
+            .map(|arch| format!("/usr/lib/{arch}-linux-gnu/faketime/libfaketimeMT.so.1"))
+            .chain(["/usr/lib/faketime/libfaketimeMT.so.1".to_string()])
+            .find(|path| std::path::Path::new(path).exists())
+            .expect("libfaketime (Debian package faketime) is installed");
+        self.set_env(i, "LD_PRELOAD", &library);
+        self.set_env(i, "FAKETIME", offset);
+        self.set_env(i, "FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+
+    /// Sets an environment variable for node `i` (from its next start on), e.g. one of
+    /// the `LICENSED_*` settings for this node only.
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        self.nodes[i].env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Adds `args` to every node's command line (from their next start on).
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra.extend(args.iter().map(|arg| arg.to_string()));
+    }
+
+    /// Deletes node `i`'s data dir (stop it first): a lost disk or volume.
+    pub fn wipe(&mut self, i: usize) {
+        let _ = std::fs::remove_dir_all(&self.nodes[i].data_dir);
     }
 
     /// SIGKILL node `i`.
@@ -193,6 +243,7 @@ impl Cluster {
             data_dir: self.temp.path().join(format!("node{id}")),
             child: None,
             membership_args: vec!["--join".into(), join],
+            env: Vec::new(),
             paused: false,
         });
         let i = self.nodes.len() - 1;

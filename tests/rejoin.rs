@@ -1,0 +1,103 @@
+//! A member restarted on an empty data dir (a lost disk or Kubernetes volume) never votes
+//! or acknowledges as the member it was: it rejoins as a new incarnation once a quorum of
+//! the others can remove the old one, and waits (saying why) until then.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use serde_json::{json, Value};
+
+const POOL: &str = r#"[
+  {"feature":"MVTec_HALCON","uuid":"five","version":"26.05","edition":"Steady","modules":"fc","count":5}
+]"#;
+
+fn borrow() -> Value {
+    json!({"feature": "MVTec_HALCON", "uuid": "five", "hostId": "MAC:0A0B0C0D0E0F",
+           "validFrom": common::at(60), "validUntil": common::at(3_600)})
+}
+
+/// The borrow ids node `i` lists, or `None` when it cannot answer (no quorum).
+async fn listed(cluster: &Cluster, i: usize) -> Option<Vec<String>> {
+    let body = json!({"jsonrpc": "2.0", "method": "ListLicensesV1", "params": [], "id": 1});
+    let answer = cluster.try_call(i, &body).await.ok()?;
+    let result = answer.get("result")?;
+    Some(
+        result[0]["borrowedIntervals"]
+            .as_array()
+            .map(|intervals| {
+                intervals
+                    .iter()
+                    .filter_map(|i| i["borrowId"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
+    let (a, b, c) = (0, 1, 2);
+    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "3000"]);
+
+    // An entry committed on {A, B} only: C is paused.
+    cluster.pause(c);
+    let answer = cluster.call(a, "BorrowLicenseV1", borrow()).await;
+    let id = answer["result"]["borrowId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("borrow on {{A, B}}: {answer}"))
+        .to_string();
+
+    // B loses its disk and comes back with its usual flags; A dies; C wakes up.
+    cluster.kill9(b);
+    cluster.wipe(b);
+    let _b_ready = cluster.restart_no_wait(b);
+    cluster.kill9(a);
+    cluster.resume(c);
+
+    // B and C must not form a quorum that lost the entry: they answer -32603 (or, never,
+    // a listing without the borrow).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        for node in [b, c] {
+            if let Some(ids) = listed(&cluster, node).await {
+                assert!(
+                    ids.contains(&id),
+                    "node {node} answers without the acknowledged borrow: {ids:?}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A comes back: A and C elect a leader, B rejoins as a new incarnation.
+    let a_ready = cluster.restart_no_wait(a);
+    a_ready
+        .recv_timeout(Duration::from_secs(60))
+        .expect("A became ready");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = cluster.status(a).await;
+        let b_is_voter = status["members"].as_array().is_some_and(|members| {
+            members
+                .iter()
+                .any(|m| m["id"] == cluster.nodes[b].id && m["voter"] == true)
+        });
+        let b_has_it = listed(&cluster, b)
+            .await
+            .is_some_and(|ids| ids.contains(&id));
+        if b_is_voter && b_has_it {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not rejoin as a voter with the entry: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in [a, b, c] {
+        let ids = listed(&cluster, node).await.expect("answers");
+        assert!(ids.contains(&id), "node {node}: {ids:?}");
+    }
+}
