@@ -297,22 +297,12 @@ async fn join(
         id: node.id,
         raft_addr: addr.raft_addr.clone(),
     };
-    let url = format!("http://{target}{}", membership::ADD_PATH);
-    let mut call = reqwest::Client::new()
-        .post(&url)
-        .timeout(Duration::from_secs(150))
-        .json(&request);
-    if let Some(token) = admin_token {
-        call = call.bearer_auth(token);
-    }
-    let response = call
-        .send()
-        .await
-        .map_err(|e| format!("{target} not reachable: {e}"))?;
-    let answer = membership::AdminAnswer::read(response).await?;
-    let message = answer
-        .into_result()
-        .map_err(|reason| format!("join refused by {target}: {reason}"))?;
+    // The member passes it on to the leader: its bound plus a margin.
+    let timeout = membership::ADMIN_CALL_TIMEOUT + Duration::from_secs(10);
+    let message =
+        membership::post_admin(target, membership::ADD_PATH, &request, admin_token, timeout)
+            .await
+            .map_err(|reason| format!("join via {target}: {reason}"))?;
     tracing::info!(%target, %message, "joined the cluster");
     Ok(())
 }

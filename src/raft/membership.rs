@@ -233,26 +233,20 @@ async fn admit_remote(
     cluster_id: Uuid,
     token: Option<&str>,
 ) -> Result<(), String> {
-    let mut call = reqwest::Client::new()
-        .post(format!("http://{raft_addr}{ADMIT_PATH}"))
-        .timeout(Duration::from_secs(10))
-        .json(&AdmitRequest {
-            node_id: id,
-            cluster_id,
-        });
-    if let Some(token) = token {
-        call = call.bearer_auth(token);
-    }
-    let response = call
-        .send()
-        .await
-        .map_err(|e| format!("cannot admit node {id} at {raft_addr}: {e}"))?;
-    let body = AdminAnswer::read(response)
-        .await
-        .map_err(|e| format!("admitting node {id}: {e}"))?;
-    body.into_result()
-        .map(|_| ())
-        .map_err(|reason| format!("node {id} refused admission: {reason}"))
+    let request = AdmitRequest {
+        node_id: id,
+        cluster_id,
+    };
+    post_admin(
+        raft_addr,
+        ADMIT_PATH,
+        &request,
+        token,
+        Duration::from_secs(10),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|reason| format!("admitting node {id} at {raft_addr}: {reason}"))
 }
 
 /// A request to add a node.
@@ -686,18 +680,33 @@ async fn forward_admin<Req: Serialize>(
     request: &Req,
     token: Option<&str>,
 ) -> Result<String, String> {
+    // The leader's own bound (catch-up) plus a margin.
+    post_admin(leader_addr, path, request, token, ADMIN_CALL_TIMEOUT)
+        .await
+        .map_err(|e| format!("leader at {leader_addr}: {e}"))
+}
+
+/// Bound on an admin call to another node: the leader's own bound (a learner catching
+/// up) plus a margin.
+pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(CATCH_UP_TIMEOUT.as_secs() + 10);
+
+/// POSTs an admin request (JSON, with the admin token when there is one) to the node at
+/// `raft_addr` and returns its answer's message or reason.
+pub async fn post_admin<Req: Serialize>(
+    raft_addr: &str,
+    path: &str,
+    request: &Req,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
     let mut call = reqwest::Client::new()
-        .post(format!("http://{leader_addr}{path}"))
-        // The leader's own bound (catch-up) plus a margin.
-        .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
+        .post(format!("http://{raft_addr}{path}"))
+        .timeout(timeout)
         .json(request);
     if let Some(token) = token {
         call = call.bearer_auth(token);
     }
-    let response = call
-        .send()
-        .await
-        .map_err(|e| format!("leader at {leader_addr} unreachable: {e}"))?;
+    let response = call.send().await.map_err(|e| format!("unreachable: {e}"))?;
     AdminAnswer::read(response).await?.into_result()
 }
 
