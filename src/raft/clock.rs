@@ -8,7 +8,7 @@
 //! ([`CLOCK_HEADER`]); each node keeps the latest offset it saw for each peer, and:
 //!
 //! - a leader stamps a write or a read point only while the voters whose clocks are within
-//!   `--max-clock-offset` of its own (itself included) form a quorum;
+//!   `--max-clock-offset-ms` of its own (itself included) form a quorum;
 //! - a leader that does not hands leadership to the follower whose clock is most typical
 //!   ([`ClockBook::successor`]);
 //! - `/readyz` and the `licensed_clock_ok` metric say whether this node's clock agrees
@@ -33,7 +33,7 @@ use super::NodeId;
 pub const CLOCK_HEADER: &str = "x-licensed-clock-ms";
 /// The sending node's id, on node-to-node requests.
 pub const NODE_HEADER: &str = "x-licensed-node";
-/// Default `--max-clock-offset`.
+/// Default `--max-clock-offset-ms`.
 pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_millis(1_000);
 /// A sample older than this says nothing about a peer's clock now.
 pub const FRESH_FOR: Duration = Duration::from_secs(10);
@@ -63,7 +63,7 @@ pub struct ClockBook {
 }
 
 impl ClockBook {
-    /// A book with the `--max-clock-offset` bound.
+    /// A book with the `--max-clock-offset-ms` bound.
     pub fn new(max_offset: Duration) -> Arc<ClockBook> {
         Arc::new(ClockBook {
             max_offset_ms: max_offset.as_millis().min(i64::MAX as u128) as i64,
@@ -131,7 +131,7 @@ impl ClockBook {
             return Ok(());
         }
         Err(format!(
-            "this node's clock is off from the other voters' by more than --max-clock-offset ({} ms): {}; only {agreeing} of {} voters agree, a quorum is {quorum}",
+            "this node's clock is off from the other voters' by more than --max-clock-offset-ms ({} ms): {}; only {agreeing} of {} voters agree, a quorum is {quorum}",
             self.max_offset_ms,
             self.describe(),
             voters.len()
@@ -143,7 +143,7 @@ impl ClockBook {
     pub fn agrees_with_leader(&self, leader: NodeId) -> Result<(), String> {
         match self.agrees(leader) {
             Some(false) => Err(format!(
-                "this node's clock is off from the leader's by more than --max-clock-offset ({} ms): {}",
+                "this node's clock is off from the leader's by more than --max-clock-offset-ms ({} ms): {}",
                 self.max_offset_ms,
                 self.describe()
             )),
