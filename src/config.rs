@@ -1,7 +1,7 @@
 //! Server configuration: flags, each also settable through a `LICENSED_*` environment
 //! variable, with defaults for a one-node trial.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -30,13 +30,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
     about = "High-availability license server (MVTec Borrow API, JSON-RPC 2.0)"
 )]
 pub struct Config {
-    /// Address for clients (`POST /licenses`, `/metrics`, `/healthz`, `/readyz`, `/public-key`).
-    /// Port 0 picks a free port; the chosen address is printed on stdout.
-    #[arg(long, env = "LICENSED_LISTEN", default_value = DEFAULT_LISTEN)]
+    /// Address for clients (`POST /licenses`, `/metrics`, `/healthz`, `/readyz`, `/public-key`):
+    /// `:PORT` (every interface), `HOST:PORT`, `[IPv6]:PORT` or `NAME:PORT`. Port 0 picks a
+    /// free port; the chosen address is printed on stdout.
+    #[arg(long, env = "LICENSED_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
 
     /// Address for node-to-node Raft traffic.
-    #[arg(long, env = "LICENSED_RAFT_LISTEN", default_value = DEFAULT_RAFT_LISTEN)]
+    #[arg(long, env = "LICENSED_RAFT_LISTEN", default_value = DEFAULT_RAFT_LISTEN, value_parser = parse_listen_addr)]
     pub raft_listen: SocketAddr,
 
     /// Where the Raft log, vote and snapshots live. Keep it on a local disk.
@@ -132,4 +133,58 @@ pub struct Config {
     /// Log format: `text` or `json`.
     #[arg(long, env = "LICENSED_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// Parses a listen address as users type it: `:PORT` (every interface), `HOST:PORT`,
+/// `[IPv6]:PORT`, or a host name with a port (`localhost:22022`).
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let expected = "expected :PORT, HOST:PORT, [IPv6]:PORT or a host name with a port";
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{text:?}: {port:?} is not a port (0-65535); {expected}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("{text:?} has no port; {expected}"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text:?}: {e}; {expected}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address; {expected}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forms_users_type_are_accepted() {
+        assert_eq!(
+            parse_listen_addr(":22022"),
+            Ok("0.0.0.0:22022".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0"),
+            Ok("127.0.0.1:0".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:22023"),
+            Ok("[::1]:22023".parse().expect("addr"))
+        );
+        let local = parse_listen_addr("localhost:22022").expect("resolves");
+        assert!(local.ip().is_loopback() && local.port() == 22022, "{local}");
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_the_accepted_forms() {
+        for bad in [":", ":port", ":70000", "22022", "host", ""] {
+            let error = parse_listen_addr(bad).expect_err(bad);
+            assert!(error.contains("expected :PORT"), "{bad}: {error}");
+        }
+    }
 }
