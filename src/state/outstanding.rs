@@ -30,8 +30,15 @@ pub const MAX_OUTSTANDING_PER_HOST: usize = 32;
 pub struct Outstanding {
     /// (end, id) of every counted borrow, to drop them as the clock passes their end.
     ends: BTreeSet<(Instant, Uuid)>,
-    per_license: HashMap<LicenseKey, usize>,
-    per_host: HashMap<(LicenseKey, HostId), usize>,
+    /// Per license: the total and the share of each host. Nested so that a lookup on the
+    /// apply path borrows the key and host instead of cloning them.
+    licenses: HashMap<LicenseKey, LicenseCounts>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct LicenseCounts {
+    total: usize,
+    per_host: HashMap<HostId, usize>,
 }
 
 impl Outstanding {
@@ -41,11 +48,9 @@ impl Outstanding {
             return;
         }
         if self.ends.insert((record.valid_until, record.borrow_id)) {
-            *self.per_license.entry(record.key.clone()).or_default() += 1;
-            *self
-                .per_host
-                .entry((record.key.clone(), record.host_id.clone()))
-                .or_default() += 1;
+            let counts = self.licenses.entry(record.key.clone()).or_default();
+            counts.total += 1;
+            *counts.per_host.entry(record.host_id.clone()).or_default() += 1;
         }
     }
 
@@ -53,11 +58,7 @@ impl Outstanding {
     /// with. Nothing happens if it was not counted.
     pub fn remove(&mut self, record: &BorrowRecord, until: Instant) {
         if self.ends.remove(&(until, record.borrow_id)) {
-            decrement(&mut self.per_license, &record.key);
-            decrement(
-                &mut self.per_host,
-                &(record.key.clone(), record.host_id.clone()),
-            );
+            self.uncount(record);
         }
     }
 
@@ -69,34 +70,38 @@ impl Outstanding {
             }
             self.ends.pop_first();
             if let Some(record) = record(&id) {
-                decrement(&mut self.per_license, &record.key);
-                decrement(
-                    &mut self.per_host,
-                    &(record.key.clone(), record.host_id.clone()),
-                );
+                self.uncount(record);
             }
         }
     }
 
     /// Borrows of `key` not yet ended.
     pub fn of_license(&self, key: &LicenseKey) -> usize {
-        self.per_license.get(key).copied().unwrap_or(0)
+        self.licenses.get(key).map_or(0, |counts| counts.total)
     }
 
     /// Borrows of `key` by `host` not yet ended.
     pub fn of_host(&self, key: &LicenseKey, host: &HostId) -> usize {
-        self.per_host
-            .get(&(key.clone(), host.clone()))
+        self.licenses
+            .get(key)
+            .and_then(|counts| counts.per_host.get(host))
             .copied()
             .unwrap_or(0)
     }
-}
 
-fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(count) = counts.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(key);
+    fn uncount(&mut self, record: &BorrowRecord) {
+        let Some(counts) = self.licenses.get_mut(&record.key) else {
+            return;
+        };
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(count) = counts.per_host.get_mut(&record.host_id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.per_host.remove(&record.host_id);
+            }
+        }
+        if counts.total == 0 {
+            self.licenses.remove(&record.key);
         }
     }
 }
