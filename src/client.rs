@@ -105,50 +105,6 @@ impl RpcCallError {
     }
 }
 
-/// `LicenseInfo` of `ListLicensesV1`, as a client reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LicenseInfo {
-    /// The feature, e.g. `MVTec_HALCON`.
-    pub feature: String,
-    /// Unique together with `feature`.
-    pub uuid: String,
-    /// Product version.
-    pub version: String,
-    /// Edition.
-    pub edition: String,
-    /// Module string.
-    pub modules: String,
-    /// How many borrows may overlap.
-    pub count: u64,
-    /// Start of the license's validity; absent means always.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid_from: Option<String>,
-    /// End of the license's validity; absent means never.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub valid_until: Option<String>,
-    /// Current and upcoming borrows; absent when none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub borrowed_intervals: Vec<BorrowedInterval>,
-}
-
-/// One borrow inside a [`LicenseInfo`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BorrowedInterval {
-    /// Start, inclusive.
-    pub valid_from: String,
-    /// End, exclusive.
-    pub valid_until: String,
-    /// The borrowing machine.
-    pub host_id: String,
-    /// Borrower's free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_info: Option<String>,
-    /// The borrow's id.
-    pub borrow_id: String,
-}
-
 /// Parameters of `BorrowLicenseV1`. Dates are passed through as text: the server is the
 /// one judge of the date grammar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,32 +129,9 @@ pub struct BorrowParams {
     pub request_id: Option<String>,
 }
 
-/// `BorrowedLicense` of `BorrowLicenseV1` and `GetBorrowedLicenseV1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BorrowedLicense {
-    /// The signed license string.
-    pub license: String,
-    /// The borrow's id.
-    pub borrow_id: String,
-    /// Extension: the proof `ReturnLicenseV1` needs; only in a borrow's own answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub return_token: Option<String>,
-}
-
-/// The answer of `GET /public-key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublicKeyInfo {
-    /// The key id licenses name.
-    pub key_id: String,
-    /// Always `Ed25519`.
-    pub algorithm: String,
-    /// The 32 raw key bytes, standard base64.
-    pub public_key: String,
-    /// The same key as SPKI PEM.
-    pub pem: String,
-}
+pub use crate::rpc::objects::{
+    BorrowedInterval, BorrowedLicense, LicenseInfo, PublicKeyInfo, ReturnedBorrow,
+};
 
 /// A JSON-RPC client bound to one server. Cheap to share: calls take `&self`, and the
 /// inner HTTP client pools connections.

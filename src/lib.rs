@@ -1,30 +1,41 @@
 //! `licensed`: a high-availability license server that speaks MVTec's Borrow API
 //! (JSON-RPC 2.0 on `POST /licenses`) and replicates its borrow ledger with Raft.
+//! The protocol rules the code follows are in `docs/protocol.md`.
 //!
 //! # Layout
+//! - [`run()`]: starts a node (the `licensed` binary is flag parsing around it).
 //! - [`borrow`]: the pure domain — licenses, host ids, dates, the capacity index, the
-//!   borrow checks in SPEC order, the signed license document. No I/O, no clock.
+//!   borrow checks in protocol order, the signed license document, the return token. No
+//!   I/O, no clock.
 //! - [`state`]: the replicated state machine — log commands and their deterministic apply.
-//! - [`raft`]: openraft glue — type config, RocksDB log store, state-machine store with
-//!   snapshots, node-to-node HTTP network, node lifecycle.
-//! - [`app`]: the narrow interface the API uses (borrow, read, status).
-//! - [`rpc`]: JSON-RPC 2.0 envelope, methods, params, wire objects, error mapping.
-//! - [`server`]: the axum router and HTTP serving; [`metrics`]: Prometheus.
+//! - [`raft`]: openraft glue — type config, RocksDB log and state-machine stores with
+//!   snapshots, the node-to-node transport and its codec, node lifecycle.
+//! - [`cluster`]: behaviour on top of Raft — forwarding to the leader, batching, read
+//!   index, membership and its admin API, forming and joining.
+//! - [`app`]: the narrow interface the API uses (borrow, read, status) and its caches.
+//! - [`rpc`]: JSON-RPC 2.0 envelope, methods, params, result objects, error codes.
+//! - [`server`]: the axum router for clients; [`metrics`]: Prometheus;
+//!   [`telemetry`]: logging and signals.
 //! - [`config`]: flags and environment.
-//! - [`client`]: a small JSON-RPC client used by `licensectl`, tests and benchmarks.
+//! - [`client`]: the Borrow API client used by `licensectl`, the load generator, tests and
+//!   the chaos suite.
+#![cfg_attr(not(test), deny(unused_crate_dependencies))]
+#![warn(missing_docs)]
 
-pub mod admin_client;
 pub mod app;
 pub mod borrow;
 pub mod client;
+pub mod cluster;
 pub mod config;
-pub mod loadgen;
 pub mod metrics;
 pub mod raft;
 pub mod rpc;
+mod run;
 pub mod server;
-pub mod signed_cache;
 pub mod state;
+pub mod telemetry;
+
+pub use run::{run, Listeners, RunError};
 
 /// The Borrow API's default port.
 pub const DEFAULT_PORT: u16 = 22022;

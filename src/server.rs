@@ -17,6 +17,7 @@ use crate::metrics;
 use crate::rpc::envelope::{error_response, handle_body};
 use crate::rpc::error::{RpcError, INVALID_REQUEST};
 use crate::rpc::methods::Caller;
+use crate::rpc::objects::PublicKeyInfo;
 
 /// Shared state of the client router.
 #[derive(Clone)]
@@ -148,13 +149,7 @@ async fn metrics_text(State(state): State<ApiState>) -> Response {
 
 async fn public_key(State(state): State<ApiState>) -> Response {
     match state.app.public_key() {
-        Ok(key) => Json(json!({
-            "keyId": key.key_id(),
-            "algorithm": "Ed25519",
-            "publicKey": key.to_base64(),
-            "pem": key.to_pem(),
-        }))
-        .into_response(),
+        Ok(key) => Json(PublicKeyInfo::from(&key)).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -50,7 +50,7 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
     use licensed::borrow::check::BorrowRequest;
     use licensed::borrow::host_id::HostId;
     use licensed::borrow::license::LicenseKey;
-    use licensed::raft::cluster::{ClusterClient, Proposal};
+    use licensed::cluster::forward::{ClusterClient, Proposal};
     use licensed::raft::routes::PeerRoutes;
     use licensed::raft::NodeAddr;
 

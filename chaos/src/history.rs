@@ -36,9 +36,9 @@ pub type Time = u64;
 pub type UnixSeconds = i64;
 
 /// JSON-RPC code of a borrow refused for lack of capacity.
-pub const NOT_AVAILABLE: i64 = 32;
+pub const NOT_AVAILABLE: i64 = licensed::rpc::error::NOT_AVAILABLE;
 /// JSON-RPC code of an unknown borrow id (and of an unknown license).
-pub const UNKNOWN_BORROW: i64 = 34;
+pub const UNKNOWN_BORROW: i64 = licensed::rpc::error::NO_SUCH_LICENSE;
 /// JSON-RPC code of "the server cannot answer" (no leader, no quorum, timeout): the
 /// request may or may not have taken effect.
 pub const INTERNAL_ERROR: i64 = licensed::rpc::error::INTERNAL_ERROR;

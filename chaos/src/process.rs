@@ -825,7 +825,7 @@ impl NodeProcess {
         let url = format!(
             "http://{}{}",
             self.raft_addr(),
-            licensed::raft::membership::STATUS_PATH
+            licensed::cluster::admin::STATUS_PATH
         );
         let http_error = |source| NodeError::Http {
             id: self.spec.id,
@@ -884,11 +884,11 @@ impl NodeProcess {
         raft_addr: SocketAddr,
         timeout: Duration,
     ) -> Result<String, NodeError> {
-        let request = licensed::raft::membership::AddRequest {
+        let request = licensed::cluster::admin::AddRequest {
             id,
             raft_addr: raft_addr.to_string(),
         };
-        self.admin(licensed::raft::membership::ADD_PATH, &request, timeout)
+        self.admin(licensed::cluster::admin::ADD_PATH, &request, timeout)
             .await
     }
 
@@ -900,15 +900,15 @@ impl NodeProcess {
         force: bool,
         timeout: Duration,
     ) -> Result<String, NodeError> {
-        let request = licensed::raft::membership::RemoveRequest { id, force };
-        self.admin(licensed::raft::membership::REMOVE_PATH, &request, timeout)
+        let request = licensed::cluster::admin::RemoveRequest { id, force };
+        self.admin(licensed::cluster::admin::REMOVE_PATH, &request, timeout)
             .await
     }
 
     /// Asks the cluster, through this node, to hand leadership to node `to`.
     pub async fn transfer_leader(&self, to: u64, timeout: Duration) -> Result<String, NodeError> {
-        let request = licensed::raft::membership::TransferRequest { to };
-        self.admin(licensed::raft::membership::TRANSFER_PATH, &request, timeout)
+        let request = licensed::cluster::admin::TransferRequest { to };
+        self.admin(licensed::cluster::admin::TRANSFER_PATH, &request, timeout)
             .await
     }
 

@@ -92,20 +92,6 @@ pub enum BorrowError {
     OverLimit(String),
 }
 
-impl BorrowError {
-    /// The seed's error code.
-    pub fn code(&self) -> i64 {
-        match self {
-            BorrowError::NotAvailable { .. } => 32,
-            BorrowError::AfterExpiration { .. } => 33,
-            BorrowError::NoSuchLicense(_) => 34,
-            BorrowError::InvalidInterval(_) => 35,
-            BorrowError::InvalidHostId(_) => 36,
-            BorrowError::OverLimit(_) => 32,
-        }
-    }
-}
-
 /// The interval a borrow was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
@@ -261,7 +247,9 @@ mod tests {
     }
 
     fn code(result: Result<Granted, BorrowError>) -> i64 {
-        result.map(|_| 0).unwrap_or_else(|e| e.code())
+        result
+            .map(|_| 0)
+            .unwrap_or_else(|e| crate::rpc::error::borrow_code(&e))
     }
 
     #[test]

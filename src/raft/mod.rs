@@ -1,12 +1,13 @@
-//! openraft glue: the type configuration, RocksDB stores, node-to-node network and the
-//! node's lifecycle. See `DESIGN.md` beside this file for the reasoning.
+//! openraft glue: the type configuration, the RocksDB log and state-machine stores, the
+//! node-to-node transport (codec, client, server routes, the clock and admission headers
+//! every peer message carries, peer routes) and the node's lifecycle. Cluster behaviour
+//! built on top (forwarding, batching, membership) lives in [`crate::cluster`]. See
+//! `DESIGN.md` beside this file for the reasoning.
 
-pub mod batcher;
 pub mod clock;
-pub mod cluster;
+pub mod codec;
 pub mod identity;
 pub mod log_store;
-pub mod membership;
 pub mod network;
 pub mod node;
 pub mod peer_api;

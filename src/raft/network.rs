@@ -1,5 +1,5 @@
 //! Node-to-node Raft RPC, client side: every Raft message is one HTTP `POST` to the peer's
-//! `raft_addr`, with a bincode body (see the `wire` module below). The server side is
+//! `raft_addr`, with a bincode body (see [`codec`](super::codec)). The server side is
 //! [`peer_api`](super::peer_api).
 //!
 //! Errors are classified for openraft's retry logic: `Unreachable` makes replication back
@@ -26,6 +26,7 @@ use openraft::{OptionalSend, RPCTypes};
 use serde::de::DeserializeOwned;
 
 use super::clock::{self, ClockBook};
+use super::codec;
 use super::identity::{self, IdentityStore};
 use super::routes::PeerRoutes;
 use super::state_machine::SnapshotData;
@@ -203,7 +204,7 @@ impl PeerClient {
         let mut request = self
             .client
             .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
             .header(clock::CLOCK_HEADER, sent_ms)
             .header(clock::NODE_HEADER, self.local_id);
         if let Some(cluster) = self.identity.as_ref().and_then(|i| i.get().cluster_id) {
@@ -235,7 +236,7 @@ impl PeerClient {
             }));
         }
         let bytes = response.bytes().await.map_err(transport)?;
-        let answer: Result<Resp, RaftError<TypeConfig>> = wire::decode(&bytes).map_err(|e| {
+        let answer: Result<Resp, RaftError<TypeConfig>> = codec::decode(&bytes).map_err(|e| {
             RPCError::Unreachable(Unreachable::from_string(format!(
                 "{url}: undecodable answer: {e}"
             )))
@@ -272,7 +273,7 @@ impl PeerClient {
 
     /// Encodes a request; failing to encode our own message is not a transient problem.
     fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, RPCError<TypeConfig>> {
-        wire::encode(value).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+        codec::encode(value).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
 
@@ -362,105 +363,6 @@ fn backoff_delays() -> impl Iterator<Item = Duration> + Send + 'static {
     })
 }
 
-/// The body format shared by [`PeerClient`] and [`peer_api`](super::peer_api): bincode 2
-/// with the standard configuration. Compact and fast; every openraft message and our
-/// `Command` round-trip through it (see the tests).
-pub(crate) mod wire {
-    use bincode::config::{Configuration, Limit, LittleEndian, Varint};
-    use bincode::error::{DecodeError, EncodeError};
-    use serde::de::DeserializeOwned;
-    use serde::Serialize;
-
-    use crate::raft::TypeConfig;
-    use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
-
-    /// `Content-Type` of every request and answer.
-    pub(crate) const CONTENT_TYPE: &str = "application/octet-stream";
-
-    /// Largest message the server accepts (snapshot data aside, which bypasses the decoder).
-    pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
-    /// Most string and byte-array payload one decode may claim. bincode allocates a string
-    /// before reading it, so without this bound a corrupt length prefix would ask for an
-    /// absurd allocation and abort the process; no valid message claims more than its size.
-    const DECODE_LIMIT: usize = MAX_MESSAGE_BYTES;
-
-    /// Decoding configuration: the standard encoding plus [`DECODE_LIMIT`].
-    fn decode_config() -> Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>> {
-        bincode::config::standard().with_limit::<DECODE_LIMIT>()
-    }
-
-    /// Why a body could not be decoded.
-    #[derive(Debug, thiserror::Error)]
-    pub(crate) enum WireError {
-        /// Not a valid encoding of the expected message.
-        #[error("malformed body: {0}")]
-        Decode(#[from] DecodeError),
-        /// A valid message followed by garbage: most likely a different message type.
-        #[error("malformed body: {extra} trailing byte(s)")]
-        Trailing {
-            /// How many bytes were left over.
-            extra: usize,
-        },
-    }
-
-    /// Encodes one message.
-    pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-        bincode::serde::encode_to_vec(value, bincode::config::standard())
-    }
-
-    /// Decodes one message at the start of `bytes`; returns it and the bytes it used.
-    pub(crate) fn decode_prefix<T: DeserializeOwned>(
-        bytes: &[u8],
-    ) -> Result<(T, usize), WireError> {
-        Ok(bincode::serde::decode_from_slice(bytes, decode_config())?)
-    }
-
-    /// Decodes one message that must fill `bytes` exactly.
-    pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-        let (value, used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
-        match bytes.len() - used {
-            0 => Ok(value),
-            extra => Err(WireError::Trailing { extra }),
-        }
-    }
-
-    /// Encodes a snapshot transfer: the bincode header `(vote, meta)` followed by the raw
-    /// snapshot bytes. The data is not run through serde, so it is copied only once.
-    pub(crate) fn encode_snapshot(
-        vote: &VoteOf<TypeConfig>,
-        meta: &SnapshotMetaOf<TypeConfig>,
-        data: &[u8],
-    ) -> Result<Vec<u8>, EncodeError> {
-        let mut body = encode(&(vote, meta))?;
-        body.extend_from_slice(data);
-        Ok(body)
-    }
-
-    /// A decoded snapshot transfer (tests only: the receiver decodes the header with
-    /// [`decode_prefix`] and stores the data without copying it).
-    #[cfg(test)]
-    pub(crate) struct SnapshotTransfer {
-        /// The sending leader's vote.
-        pub(crate) vote: VoteOf<TypeConfig>,
-        /// What the snapshot covers.
-        pub(crate) meta: SnapshotMetaOf<TypeConfig>,
-        /// The snapshot itself, as the state machine wrote it.
-        pub(crate) data: Vec<u8>,
-    }
-
-    /// Decodes what [`encode_snapshot`] wrote.
-    #[cfg(test)]
-    pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotTransfer, WireError> {
-        let ((vote, meta), used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
-        Ok(SnapshotTransfer {
-            vote,
-            meta,
-            data: bytes[used..].to_vec(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -491,9 +393,9 @@ mod tests {
     /// Encodes, decodes, and checks the decoded value encodes to the very same bytes: the
     /// encoding is deterministic, so equal bytes mean nothing was lost on the way.
     fn round_trip<T: Serialize + DeserializeOwned>(value: &T) -> T {
-        let bytes = wire::encode(value).expect("encode");
-        let back: T = wire::decode(&bytes).expect("decode");
-        assert_eq!(wire::encode(&back).expect("re-encode"), bytes);
+        let bytes = codec::encode(value).expect("encode");
+        let back: T = codec::decode(&bytes).expect("decode");
+        assert_eq!(codec::encode(&back).expect("re-encode"), bytes);
         back
     }
 
@@ -619,15 +521,15 @@ mod tests {
     #[test]
     fn snapshot_request_round_trips_with_raw_data() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let body = wire::encode_snapshot(&vote(), &snapshot_meta(), &data).expect("encode");
-        let got = wire::decode_snapshot(&body).expect("decode");
+        let body = codec::encode_snapshot(&vote(), &snapshot_meta(), &data).expect("encode");
+        let got = codec::decode_snapshot(&body).expect("decode");
         assert_eq!(got.vote, vote());
         assert_eq!(got.meta, snapshot_meta());
         assert_eq!(got.data, data);
 
         let empty =
-            wire::encode_snapshot(&vote(), &SnapshotMetaOf::<C>::default(), &[]).expect("encode");
-        let got = wire::decode_snapshot(&empty).expect("decode");
+            codec::encode_snapshot(&vote(), &SnapshotMetaOf::<C>::default(), &[]).expect("encode");
+        let got = codec::decode_snapshot(&empty).expect("decode");
         assert_eq!(got.meta, SnapshotMetaOf::<C>::default());
         assert!(got.data.is_empty());
     }
@@ -680,16 +582,16 @@ mod tests {
 
     /// Every strict prefix and every one-byte extension of `valid` must be refused.
     fn assert_strict<T: DeserializeOwned>(valid: &[u8]) {
-        assert!(wire::decode::<T>(valid).is_ok());
+        assert!(codec::decode::<T>(valid).is_ok());
         for len in 0..valid.len() {
-            assert!(wire::decode::<T>(&valid[..len]).is_err(), "prefix {len}");
+            assert!(codec::decode::<T>(&valid[..len]).is_err(), "prefix {len}");
         }
-        assert!(wire::decode::<T>(&[valid, &[0]].concat()).is_err());
+        assert!(codec::decode::<T>(&[valid, &[0]].concat()).is_err());
     }
 
     #[test]
     fn malformed_bodies_are_errors_not_panics() {
-        let vote_body = wire::encode(&vote_request()).expect("encode");
+        let vote_body = codec::encode(&vote_request()).expect("encode");
         assert_strict::<VoteRequest<C>>(&vote_body);
         let append = AppendEntriesRequest::<C> {
             vote: vote(),
@@ -700,22 +602,22 @@ mod tests {
             ],
             leader_commit: Some(lid(3, 8)),
         };
-        assert_strict::<AppendEntriesRequest<C>>(&wire::encode(&append).expect("encode"));
+        assert_strict::<AppendEntriesRequest<C>>(&codec::encode(&append).expect("encode"));
         let transfer = TransferLeaderRequest::<C>::new(vote(), 2, Some(lid(3, 41)));
-        assert_strict::<TransferLeaderRequest<C>>(&wire::encode(&transfer).expect("encode"));
+        assert_strict::<TransferLeaderRequest<C>>(&codec::encode(&transfer).expect("encode"));
 
-        let snapshot = wire::encode_snapshot(&vote(), &snapshot_meta(), b"data").expect("encode");
+        let snapshot = codec::encode_snapshot(&vote(), &snapshot_meta(), b"data").expect("encode");
         let header_len = snapshot.len() - 4;
         for len in 0..header_len {
             assert!(
-                wire::decode_snapshot(&snapshot[..len]).is_err(),
+                codec::decode_snapshot(&snapshot[..len]).is_err(),
                 "prefix {len}"
             );
         }
 
         // Length prefixes claiming huge strings or lists must fail, not try to allocate.
         let huge_len = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
-        assert!(wire::decode::<String>(&huge_len).is_err());
+        assert!(codec::decode::<String>(&huge_len).is_err());
         let mut nodes = BTreeMap::new();
         nodes.insert(
             1,
@@ -731,20 +633,20 @@ mod tests {
             entries: vec![EntryOf::<C>::new_membership(lid(3, 1), membership)],
             leader_commit: None,
         };
-        let body = wire::encode(&append).expect("encode");
+        let body = codec::encode(&append).expect("encode");
         let at = body
             .windows(2)
             .position(|w| w == [1, b'Q'])
             .expect("the address");
         let patched = [&body[..at], &huge_len, &body[at + 1..]].concat();
-        assert!(wire::decode::<AppendEntriesRequest<C>>(&patched).is_err());
+        assert!(codec::decode::<AppendEntriesRequest<C>>(&patched).is_err());
         // The entry count follows the vote and `prev_log_id: None`.
-        let entries_at = wire::encode(&(vote(), None::<LogIdOf<C>>))
+        let entries_at = codec::encode(&(vote(), None::<LogIdOf<C>>))
             .expect("encode")
             .len();
         assert_eq!(body[entries_at], 1);
         let patched = [&body[..entries_at], &huge_len, &body[entries_at + 1..]].concat();
-        assert!(wire::decode::<AppendEntriesRequest<C>>(&patched).is_err());
+        assert!(codec::decode::<AppendEntriesRequest<C>>(&patched).is_err());
 
         // Pseudo-random garbage of many lengths.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -757,9 +659,9 @@ mod tests {
                     state as u8
                 })
                 .collect();
-            let _ = wire::decode::<AppendEntriesRequest<C>>(&body);
-            let _ = wire::decode_snapshot(&body);
-            let _ = wire::decode::<TransferLeaderRequest<C>>(&body);
+            let _ = codec::decode::<AppendEntriesRequest<C>>(&body);
+            let _ = codec::decode_snapshot(&body);
+            let _ = codec::decode::<TransferLeaderRequest<C>>(&body);
         }
     }
 
@@ -801,14 +703,14 @@ mod tests {
     #[tokio::test]
     async fn vote_reaches_the_peer_and_returns_its_answer() {
         async fn grant(headers: HeaderMap, body: Bytes) -> Vec<u8> {
-            assert_eq!(headers[header::CONTENT_TYPE], wire::CONTENT_TYPE);
-            let request: VoteRequest<C> = wire::decode(&body).expect("decode");
+            assert_eq!(headers[header::CONTENT_TYPE], codec::CONTENT_TYPE);
+            let request: VoteRequest<C> = codec::decode(&body).expect("decode");
             let answer: Result<_, RaftError<C>> = Ok(VoteResponse::<C>::new(
                 request.vote,
                 request.last_log_id,
                 true,
             ));
-            wire::encode(&answer).expect("encode")
+            codec::encode(&answer).expect("encode")
         }
         let addr = serve(Router::new().route(VOTE_PATH, post(grant))).await;
         let mut client = client_for(addr).await;
@@ -860,7 +762,7 @@ mod tests {
         async fn stopped() -> Vec<u8> {
             let answer: Result<VoteResponse<C>, RaftError<C>> =
                 Err(RaftError::Fatal(Fatal::Stopped));
-            wire::encode(&answer).expect("encode")
+            codec::encode(&answer).expect("encode")
         }
         let addr = serve(Router::new().route(PRE_VOTE_PATH, post(stopped))).await;
         let mut client = client_for(addr).await;
@@ -915,12 +817,12 @@ mod tests {
     #[tokio::test]
     async fn full_snapshot_goes_whole_to_a_peer_without_chunks() {
         async fn install(body: Bytes) -> Vec<u8> {
-            let got = wire::decode_snapshot(&body).expect("decode");
+            let got = codec::decode_snapshot(&body).expect("decode");
             assert_eq!(got.meta, snapshot_meta());
             assert_eq!(got.data.len(), 3 << 20);
             assert!(got.data.iter().all(|b| *b == 0xab));
             let answer: Result<_, RaftError<C>> = Ok(SnapshotResponse::<C>::new(got.vote));
-            wire::encode(&answer).expect("encode")
+            codec::encode(&answer).expect("encode")
         }
         // An older peer: only the whole-snapshot path, without a body limit. The chunk
         // path answers 404, and the sender falls back.

@@ -24,8 +24,8 @@ use openraft::raft::{
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use serde::Serialize;
 
+use super::codec::{self, CodecError};
 use super::network::snapshot_transfer::CHUNK_BODY_LIMIT;
-use super::network::wire::{self, WireError};
 use super::network::{
     APPEND_PATH, PRE_VOTE_PATH, SNAPSHOT_CHUNK_PATH, SNAPSHOT_PATH, TRANSFER_LEADER_PATH, VOTE_PATH,
 };
@@ -35,7 +35,7 @@ use snapshot_receiver::SnapshotReceiver;
 
 /// Largest AppendEntries body: far above any batch openraft sends (a few thousand small
 /// borrow commands), yet a bound on what one request can make this node buffer.
-const APPEND_BODY_LIMIT: usize = wire::MAX_MESSAGE_BYTES;
+const APPEND_BODY_LIMIT: usize = codec::MAX_MESSAGE_BYTES;
 
 /// The node-to-node Raft routes, to be served on the node's `raft_addr`:
 /// `POST /raft/{append,vote,pre-vote,snapshot,snapshot-chunk,transfer-leader}`.
@@ -154,28 +154,28 @@ fn routes<R: RaftRpc>(raft: R) -> Router {
 }
 
 async fn append<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    match wire::decode(&body) {
+    match codec::decode(&body) {
         Ok(rpc) => reply(raft.on_append(rpc).await),
         Err(e) => bad_request(APPEND_PATH, e),
     }
 }
 
 async fn vote<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    match wire::decode(&body) {
+    match codec::decode(&body) {
         Ok(rpc) => reply(raft.on_vote(rpc).await),
         Err(e) => bad_request(VOTE_PATH, e),
     }
 }
 
 async fn pre_vote<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    match wire::decode(&body) {
+    match codec::decode(&body) {
         Ok(rpc) => reply(raft.on_pre_vote(rpc).await),
         Err(e) => bad_request(PRE_VOTE_PATH, e),
     }
 }
 
 async fn transfer_leader<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    match wire::decode(&body) {
+    match codec::decode(&body) {
         Ok(req) => reply(raft.on_transfer_leader(req).await.map_err(RaftError::Fatal)),
         Err(e) => bad_request(TRANSFER_LEADER_PATH, e),
     }
@@ -184,8 +184,8 @@ async fn transfer_leader<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Resp
 /// HTTP 200 with the encoded answer, whether the Raft node said yes, no or has stopped:
 /// the client tells those apart, not the status code.
 fn reply<T: Serialize>(answer: Result<T, RaftError<TypeConfig>>) -> Response {
-    match wire::encode(&answer) {
-        Ok(body) => ([(header::CONTENT_TYPE, wire::CONTENT_TYPE)], body).into_response(),
+    match codec::encode(&answer) {
+        Ok(body) => ([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode a Raft answer");
             (
@@ -198,7 +198,7 @@ fn reply<T: Serialize>(answer: Result<T, RaftError<TypeConfig>>) -> Response {
 }
 
 /// HTTP 400 with the reason: most likely a peer running an incompatible version.
-fn bad_request(path: &'static str, e: WireError) -> Response {
+fn bad_request(path: &'static str, e: CodecError) -> Response {
     tracing::warn!(path, error = %e, "refused a Raft RPC");
     (StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
@@ -592,7 +592,7 @@ mod tests {
         let response = post_chunk(addr, 0, 4096, total).await;
         assert_eq!(response.status(), reqwest::StatusCode::OK);
         let held: Result<u64, RaftError<C>> =
-            wire::decode(&response.bytes().await.expect("body")).expect("decode");
+            codec::decode(&response.bytes().await.expect("body")).expect("decode");
         assert_eq!(held.expect("held"), 4096);
         let response = post_chunk(addr, 8192, 4096, total).await;
         assert_eq!(response.status(), reqwest::StatusCode::CONFLICT);

@@ -17,14 +17,25 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// `-32603`: the server cannot answer (no quorum, timeout, bug).
 pub const INTERNAL_ERROR: i64 = -32603;
 
+/// `32`: the license is fully borrowed at some instant of the interval, or a limit on
+/// stored borrows is reached (docs/protocol.md §5.2).
+pub const NOT_AVAILABLE: i64 = 32;
+/// `33`: the interval ends after the license expires.
+pub const AFTER_EXPIRATION: i64 = 33;
+/// `34`: no license with this feature and uuid, or no borrow with this id.
+pub const NO_SUCH_LICENSE: i64 = 34;
+/// `35`: the interval is malformed, too long, in the past or outside the license.
+pub const INVALID_INTERVAL: i64 = 35;
+/// `36`: the host id is malformed.
+pub const INVALID_HOST_ID: i64 = 36;
 /// `37` (extension): a `ReturnLicenseV1` without the borrower's `returnToken` or the
 /// admin token.
 pub const RETURN_NOT_AUTHORIZED: i64 = 37;
 
-/// A JSON-RPC error: the seed's code and message, plus a reason for a person.
+/// A JSON-RPC error: the Borrow API's code and message, plus a reason for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
-    /// Error code (standard or the seed's 32–36).
+    /// Error code (standard, or the Borrow API's 32–37).
     pub code: i64,
     /// Why, in words: which field, what was wrong.
     pub reason: Option<String>,
@@ -44,7 +55,7 @@ impl RpcError {
         RpcError::new(INVALID_PARAMS, reason)
     }
 
-    /// The seed's exact message text for the code.
+    /// The Borrow API's exact message text for the code (docs/protocol.md §7).
     pub fn message(&self) -> &'static str {
         message_for(self.code)
     }
@@ -62,7 +73,7 @@ impl RpcError {
     }
 }
 
-/// The message text the seed gives for each code.
+/// The message text the Borrow API gives for each code (docs/protocol.md §7).
 pub fn message_for(code: i64) -> &'static str {
     match code {
         PARSE_ERROR => "Parse error",
@@ -70,19 +81,30 @@ pub fn message_for(code: i64) -> &'static str {
         METHOD_NOT_FOUND => "Method not found",
         INVALID_PARAMS => "Invalid params",
         INTERNAL_ERROR => "Internal error",
-        32 => "License not available for borrowing in the requested time interval",
-        33 => "Borrowing after license expiration not allowed",
-        34 => "No matching license found",
-        35 => "Invalid borrow interval",
-        36 => "Invalid host id",
+        NOT_AVAILABLE => "License not available for borrowing in the requested time interval",
+        AFTER_EXPIRATION => "Borrowing after license expiration not allowed",
+        NO_SUCH_LICENSE => "No matching license found",
+        INVALID_INTERVAL => "Invalid borrow interval",
+        INVALID_HOST_ID => "Invalid host id",
         RETURN_NOT_AUTHORIZED => "Return not authorized",
         _ => "Server error",
     }
 }
 
+/// The wire code of a refused borrow.
+pub fn borrow_code(error: &BorrowError) -> i64 {
+    match error {
+        BorrowError::NotAvailable { .. } | BorrowError::OverLimit(_) => NOT_AVAILABLE,
+        BorrowError::AfterExpiration { .. } => AFTER_EXPIRATION,
+        BorrowError::NoSuchLicense(_) => NO_SUCH_LICENSE,
+        BorrowError::InvalidInterval(_) => INVALID_INTERVAL,
+        BorrowError::InvalidHostId(_) => INVALID_HOST_ID,
+    }
+}
+
 impl From<BorrowError> for RpcError {
     fn from(error: BorrowError) -> RpcError {
-        RpcError::new(error.code(), error.to_string())
+        RpcError::new(borrow_code(&error), error.to_string())
     }
 }
 
@@ -90,7 +112,7 @@ impl From<AppError> for RpcError {
     fn from(error: AppError) -> RpcError {
         match error {
             AppError::Borrow(refusal) => refusal.into(),
-            AppError::BorrowNotFound(_) => RpcError::new(34, error.to_string()),
+            AppError::BorrowNotFound(_) => RpcError::new(NO_SUCH_LICENSE, error.to_string()),
             AppError::RequestIdReused(reason) => RpcError::invalid_params(reason),
             AppError::ReturnRefused(reason) => RpcError::new(RETURN_NOT_AUTHORIZED, reason),
             AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),

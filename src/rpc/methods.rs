@@ -6,14 +6,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::{App, ReturnAuthority};
-use crate::borrow::check::BorrowRequest;
+use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::LicenseKey;
 use crate::borrow::time::{parse_instant, DateRole};
 
 use super::error::{RpcError, METHOD_NOT_FOUND};
+use super::objects::{BorrowedLicense, LicenseInfo, ReturnedBorrow};
 use super::params::{Params, MAX_USER_INFO_CHARS};
-use super::wire::{BorrowedLicense, LicenseInfo, ReturnedBorrow};
 
 /// Longest feature or uuid accepted; no license has a longer one.
 const MAX_KEY_CHARS: usize = 128;
@@ -167,10 +167,12 @@ pub fn decode_borrow(params: &Params<'_>) -> Result<BorrowRequest, RpcError> {
         }
     }
     // 2. host id
-    let host_id = HostId::parse(host_id).map_err(|e| RpcError::new(36, e.to_string()))?;
+    let host_id = HostId::parse(host_id)
+        .map_err(|e| RpcError::from(BorrowError::InvalidHostId(e.to_string())))?;
     // 3. dates parse (the rest of check 3 needs the license and the time: apply does it)
     let date = |text: &str, role, field| {
-        parse_instant(text, role, field).map_err(|e| RpcError::new(35, e.to_string()))
+        parse_instant(text, role, field)
+            .map_err(|e| RpcError::from(BorrowError::InvalidInterval(e.to_string())))
     };
     let valid_from = valid_from
         .map(|text| date(text, DateRole::Start, "validFrom"))

@@ -4,5 +4,5 @@
 pub mod envelope;
 pub mod error;
 pub mod methods;
+pub mod objects;
 pub mod params;
-pub mod wire;

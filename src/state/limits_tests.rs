@@ -80,7 +80,7 @@ fn tiny_upcoming_borrows_of_one_seat_stop_at_the_per_seat_bound() {
     }
     let refused = borrow_at(&mut ledger, NOW, 1_000, host(999), None).unwrap_err();
     assert!(matches!(refused, BorrowError::OverLimit(_)), "{refused:?}");
-    assert_eq!(refused.code(), 32);
+    assert_eq!(crate::rpc::error::borrow_code(&refused), 32);
     assert_eq!(ledger.borrow_count(), MAX_OUTSTANDING_PER_SEAT);
 
     // Once the first one has ended, there is room for one more.

@@ -26,8 +26,8 @@ use openraft::RPCTypes;
 use openraft::StorageError;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{self, WireError};
 use super::{PeerClient, SNAPSHOT_PATH};
+use crate::raft::codec::{self, CodecError};
 use crate::raft::state_machine::SnapshotData;
 use crate::raft::TypeConfig;
 
@@ -69,14 +69,14 @@ impl ChunkHeader {
 
 /// Encodes a chunk request: the bincode header followed by the raw data.
 pub(crate) fn encode_chunk(header: &ChunkHeader, data: &[u8]) -> Result<Vec<u8>, EncodeError> {
-    let mut body = wire::encode(header)?;
+    let mut body = codec::encode(header)?;
     body.extend_from_slice(data);
     Ok(body)
 }
 
 /// Decodes what [`encode_chunk`] wrote; the data is a slice of `body`, not a copy.
-pub(crate) fn decode_chunk(body: &[u8]) -> Result<(ChunkHeader, &[u8]), WireError> {
-    let (header, used) = wire::decode_prefix::<ChunkHeader>(body)?;
+pub(crate) fn decode_chunk(body: &[u8]) -> Result<(ChunkHeader, &[u8]), CodecError> {
+    let (header, used) = codec::decode_prefix::<ChunkHeader>(body)?;
     Ok((header, &body[used..]))
 }
 
@@ -205,7 +205,7 @@ async fn send_whole(
     let bytes = read_chunk(data, 0, len)
         .await
         .map_err(|e| storage_error(&header.meta, &e))?;
-    let body = wire::encode_snapshot(&header.vote, &header.meta, &bytes)
+    let body = codec::encode_snapshot(&header.vote, &header.meta, &bytes)
         .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
     drop(bytes);
     client

@@ -23,8 +23,8 @@ use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
 use openraft::Snapshot;
 
 use super::{bad_request, reply, RaftRpc};
+use crate::raft::codec;
 use crate::raft::network::snapshot_transfer::{decode_chunk, ChunkHeader, CHUNK_BYTES};
-use crate::raft::network::wire;
 use crate::raft::network::{SNAPSHOT_CHUNK_PATH, SNAPSHOT_PATH};
 use crate::raft::state_machine::{create_rw, encode_header, SnapshotData};
 use crate::raft::TypeConfig;
@@ -326,7 +326,7 @@ pub(super) const WHOLE_SNAPSHOT_BODY_LIMIT: usize = 1 << 30;
 /// A whole snapshot in one request, from a leader of an earlier version: stored and
 /// installed like a transfer of a single chunk.
 pub(super) async fn whole<R: RaftRpc>(State(raft): State<R>, body: Bytes) -> Response {
-    let (vote, meta, data_at) = match wire::decode_prefix(&body) {
+    let (vote, meta, data_at) = match codec::decode_prefix(&body) {
         Ok(((vote, meta), used)) => (vote, meta, used),
         Err(e) => return bad_request(SNAPSHOT_PATH, e),
     };

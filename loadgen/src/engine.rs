@@ -190,7 +190,7 @@ fn record_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::outcome::{ErrorCode, Failure};
+    use crate::outcome::{ErrorCode, Failure};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
@@ -280,7 +280,7 @@ mod tests {
         async fn run_op(&mut self, _rng: &mut StdRng, steps: &mut Vec<Step>) {
             let latency = self.latency;
             let call = self.calls.fetch_add(1, Ordering::Relaxed);
-            crate::loadgen::target::timed("sleep", steps, async move {
+            crate::target::timed("sleep", steps, async move {
                 tokio::time::sleep(latency).await;
                 if call % 4 == 3 {
                     Err(Failure::new(ErrorCode::Refused("fourth"), "every fourth"))

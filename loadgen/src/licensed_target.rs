@@ -24,8 +24,8 @@ use super::licenses::{random_host_id, LicensePlan, LicenseRef, TargetLicense};
 use super::mix::Mix;
 use super::outcome::{ErrorCode, Failure};
 use super::target::{timed, url_for_worker, worker_http_client, Step, Target, TargetError, Worker};
-use crate::borrow::time::format_instant;
-use crate::client::{normalize_server_url, BorrowParams, BorrowedLicense, RpcClient};
+use licensed::borrow::time::format_instant;
+use licensed::client::{normalize_server_url, BorrowParams, BorrowedLicense, RpcClient};
 
 /// Borrow ids a client remembers for `get` and `return`; older ones are forgotten (their
 /// borrows stay in the ledger).
@@ -100,13 +100,13 @@ pub enum LicensedSetupError {
     NoUrl,
     /// A node URL is not usable.
     #[error(transparent)]
-    BadUrl(crate::client::RpcCallError),
+    BadUrl(licensed::client::RpcCallError),
     /// The conflict rate is not a fraction.
     #[error("the conflict rate must be between 0 and 1, not {0}")]
     ConflictRate(f64),
     /// No node answered `ListLicensesV1`.
     #[error("cannot list the licenses on any node: {0}")]
-    List(crate::client::RpcCallError),
+    List(licensed::client::RpcCallError),
     /// The licenses do not allow the load.
     #[error(transparent)]
     Plan(#[from] super::licenses::PlanError),

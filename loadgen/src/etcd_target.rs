@@ -27,8 +27,8 @@ use super::licenses::{random_host_id, MAX_BORROW_SECS, WINDOW_END, WINDOW_START}
 use super::mix::Mix;
 use super::outcome::{ErrorCode, Failure};
 use super::target::{timed, url_for_worker, worker_http_client, Step, Target, TargetError, Worker};
-use crate::borrow::time::format_instant;
-use crate::client::normalize_server_url;
+use licensed::borrow::time::format_instant;
+use licensed::client::normalize_server_url;
 
 /// Keys a client remembers for `range`; older ones are forgotten.
 const WRITTEN_LIMIT: usize = 1024;
@@ -124,7 +124,7 @@ pub enum EtcdSetupError {
     NoUrl,
     /// A node URL is not usable.
     #[error(transparent)]
-    BadUrl(crate::client::RpcCallError),
+    BadUrl(licensed::client::RpcCallError),
 }
 
 /// An etcd cluster under load.

@@ -22,12 +22,12 @@ use crate::borrow::check::BorrowRequest;
 use crate::borrow::time::{self, Instant};
 use crate::state::{Bootstrap, Command, Outcome};
 
-use super::clock::ClockBook;
-use super::identity::IdentityStore;
-use super::network::wire;
-use super::node::Node;
-use super::routes::PeerRoutes;
-use super::{metrics_of, NodeAddr, NodeId, Raft};
+use crate::raft::clock::ClockBook;
+use crate::raft::codec;
+use crate::raft::identity::IdentityStore;
+use crate::raft::node::Node;
+use crate::raft::routes::PeerRoutes;
+use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
 
 /// Forward writes to the leader, several in one request (see [`super::batcher`]).
 pub const FORWARD_BATCH_PATH: &str = "/cluster/forward-batch";
@@ -238,11 +238,11 @@ impl ClusterClient {
         timeout: Duration,
     ) -> Result<Resp, ClusterError> {
         let raft_addr = self.routes.resolve(id, &addr.raft_addr);
-        let body = wire::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        let body = codec::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
         let response = self
             .http
             .post(format!("http://{raft_addr}{path}"))
-            .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
+            .header(header::CONTENT_TYPE, codec::CONTENT_TYPE)
             .timeout(timeout)
             .body(body)
             .send()
@@ -265,7 +265,7 @@ impl ClusterClient {
             .bytes()
             .await
             .map_err(|e| ClusterError::Unknown(e.to_string()))?;
-        wire::decode(&bytes).map_err(|e| ClusterError::Unknown(e.to_string()))
+        codec::decode(&bytes).map_err(|e| ClusterError::Unknown(e.to_string()))
     }
 
     /// Forwards proposals to `leader` in one request: one answer per proposal, in order.
@@ -336,14 +336,14 @@ pub fn router(node: &Node, addr: NodeAddr, deadline: Duration) -> Router {
 }
 
 fn bincode_response<T: Serialize>(value: &T) -> Response {
-    match wire::encode(value) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, wire::CONTENT_TYPE)], bytes).into_response(),
+    match codec::encode(value) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, codec::CONTENT_TYPE)], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
 async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Response {
-    let proposals: Vec<Proposal> = match wire::decode(&body) {
+    let proposals: Vec<Proposal> = match codec::decode(&body) {
         Ok(proposals) => proposals,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
     };

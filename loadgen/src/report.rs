@@ -316,7 +316,7 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::outcome::{ErrorCode, Failure};
+    use crate::outcome::{ErrorCode, Failure};
 
     fn info() -> RunInfo {
         RunInfo {

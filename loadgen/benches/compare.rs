@@ -28,8 +28,8 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Serialize;
 
-use licensed::loadgen::duration::{format_duration, parse_duration};
-use licensed::loadgen::{
+use licensed_loadgen::duration::{format_duration, parse_duration};
+use licensed_loadgen::{
     self, EngineConfig, EtcdOp, EtcdTarget, LicensedOp, LicensedTarget, LicensedWorkload, Mix,
     Report,
 };
@@ -277,11 +277,11 @@ async fn run_case(args: &CompareArgs, case: Case, config: &EngineConfig) -> anyh
                 licenses: Vec::new(),
             };
             let target = LicensedTarget::connect(&args.licensed, workload, args.timeout).await?;
-            loadgen::run(&target, config).await?
+            licensed_loadgen::run(&target, config).await?
         }
         Case::Etcd(op) => {
             let target = EtcdTarget::new(&args.etcd, Mix::single(op), args.timeout)?;
-            loadgen::run(&target, config).await?
+            licensed_loadgen::run(&target, config).await?
         }
     };
     Ok(report)

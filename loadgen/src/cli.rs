@@ -11,7 +11,7 @@ use super::licensed_target::{LicensedOp, LicensedTarget, LicensedWorkload};
 use super::licenses::LicenseRef;
 use super::mix::Mix;
 use super::report::Report;
-use crate::client::DEFAULT_SERVER;
+use licensed::client::DEFAULT_SERVER;
 
 /// The mix `--op mix` uses when no `--mix` is given.
 pub const DEFAULT_MIX: &str = "borrow=70,get=20,list=5,return=5";

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::client::RpcCallError;
+use licensed::client::RpcCallError;
 
 /// The class of a failed request. JSON-RPC refusals keep their code; failures without a
 /// usable answer are grouped by what went wrong on the way.
@@ -106,7 +106,7 @@ fn one_line(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::RpcErrorObject;
+    use licensed::client::RpcErrorObject;
 
     #[test]
     fn codes_have_stable_report_keys() {

@@ -1,6 +1,8 @@
 //! The narrow interface the JSON-RPC layer uses: borrow, read, status. It hides openraft
 //! and the ledger's locking from `rpc/`, and turns Raft failures into [`AppError`]s.
 
+mod signed_cache;
+
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -12,12 +14,12 @@ use crate::borrow::document::{LicenseDocument, LicenseSigner, PublicKey};
 use crate::borrow::license::License;
 use crate::borrow::return_token::ReturnTokenKey;
 use crate::borrow::time::{format_instant, Instant};
-use crate::raft::batcher::{Batcher, SendBatch};
-use crate::raft::cluster::{self, ClusterClient, ClusterError, Proposal, ReadPoint};
+use crate::cluster::batcher::{Batcher, SendBatch};
+use crate::cluster::forward::{self as cluster, ClusterClient, ClusterError, Proposal, ReadPoint};
 use crate::raft::node::Node;
 use crate::raft::{NodeAddr, NodeId};
-use crate::signed_cache::{SignedCache, DEFAULT_CAPACITY};
 use crate::state::{Bootstrap, BorrowRecord, Outcome};
+use signed_cache::{SignedCache, DEFAULT_CAPACITY};
 
 /// Pause between attempts while the cluster has no (reachable) leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);

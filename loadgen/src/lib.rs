@@ -1,3 +1,4 @@
+#![deny(unused_crate_dependencies)]
 //! A load generator for `licensed` (and, for comparison, etcd): `licensectl bench` and the
 //! `compare` benchmark are thin layers over it.
 //!

@@ -1,20 +1,24 @@
 //! Client of the cluster admin API (`/cluster/admin/...` on a node's Raft port), used by
-//! `licensectl cluster`. Any node accepts a change and passes it to the leader.
+//! `licensectl cluster`, by a node joining a cluster, by the node that creates one (to
+//! admit its peers) and by a follower passing a change on to the leader. Any node accepts
+//! a change and passes it to the leader. The one place that reads an [`AdminAnswer`].
 
 use std::time::Duration;
 
 use serde::Serialize;
+use uuid::Uuid;
 
-use crate::raft::membership::{
-    AddRequest, ClusterStatus, RemoveRequest, TransferRequest, ADD_PATH, REMOVE_PATH, STATUS_PATH,
-    TRANSFER_PATH,
+use super::messages::{
+    AddRequest, AdminAnswer, AdmitRequest, ClusterStatus, RemoveRequest, TransferRequest, ADD_PATH,
+    ADMIT_PATH, REMOVE_PATH, STATUS_PATH, TRANSFER_PATH,
 };
 use crate::raft::NodeId;
 
-/// Default Raft address of a local node.
-pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:22023";
-/// A change may wait for a learner to catch up (up to two minutes on the server side).
+/// A change may wait for a learner to catch up (up to two minutes on the server side),
+/// and a follower passes it on to the leader: the leader's bound plus margins.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(150);
+/// Admission only writes a small file on the node.
+const ADMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Status is answered from memory.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -104,36 +108,47 @@ impl AdminClient {
         self.change(TRANSFER_PATH, &TransferRequest { to }).await
     }
 
+    /// Admits node `node_id`'s data dir into cluster `cluster_id` (see
+    /// [`crate::raft::identity`]).
+    pub async fn admit(&self, node_id: NodeId, cluster_id: Uuid) -> Result<String, AdminError> {
+        let request = AdmitRequest {
+            node_id,
+            cluster_id,
+        };
+        self.post(ADMIT_PATH, &request, ADMIT_TIMEOUT).await
+    }
+
     async fn change<Req: Serialize>(
         &self,
         path: &str,
         request: &Req,
     ) -> Result<String, AdminError> {
+        self.post(path, request, CHANGE_TIMEOUT).await
+    }
+
+    /// POSTs `request` to `path` (with the admin token, when there is one) and returns
+    /// the answer's message, or its reason as [`AdminError::Refused`].
+    pub async fn post<Req: Serialize>(
+        &self,
+        path: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<String, AdminError> {
         let mut call = self
             .http
             .post(format!("{}{path}", self.base))
-            .timeout(CHANGE_TIMEOUT)
+            .timeout(timeout)
             .json(request);
         if let Some(token) = &self.token {
             call = call.bearer_auth(token);
         }
         let response = call.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.map_err(|e| AdminError::BadAnswer {
+        let answer: AdminAnswer = response.json().await.map_err(|e| AdminError::BadAnswer {
             addr: self.base.clone(),
-            reason: format!("HTTP {status}: {e}"),
+            reason: format!("HTTP {status} without an admin answer: {e}"),
         })?;
-        let text = |key: &str| body[key].as_str().unwrap_or_default().to_string();
-        if body["ok"].as_bool() == Some(true) {
-            Ok(text("message"))
-        } else if body["ok"].as_bool() == Some(false) {
-            Err(AdminError::Refused(text("reason")))
-        } else {
-            Err(AdminError::BadAnswer {
-                addr: self.base.clone(),
-                reason: format!("HTTP {status}: {body}"),
-            })
-        }
+        answer.into_result().map_err(AdminError::Refused)
     }
 
     fn unreachable(&self, error: reqwest::Error) -> AdminError {
@@ -142,45 +157,4 @@ impl AdminClient {
             reason: error.to_string(),
         }
     }
-}
-
-/// `cluster status` as a table: one line per member, the answering node's view.
-pub fn render_status(status: &ClusterStatus) -> String {
-    let show = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |v| v.to_string());
-    let mut out = format!(
-        "node {} ({}), leader {}, term {}, last log {}, committed {}, applied {}, snapshot {}\n",
-        status.node,
-        status.state,
-        show(status.leader),
-        status.term,
-        show(status.last_log_index),
-        show(status.committed),
-        show(status.applied),
-        show(status.snapshot),
-    );
-    out.push_str(&format!(
-        "{:<6} {:<8} {:<7} {:<22} {:<22} {:>9} {:>7} {:>9}\n",
-        "ID", "ROLE", "LEADER", "RAFT", "API", "MATCHED", "LAG", "LAST ACK"
-    ));
-    for member in &status.members {
-        let ack = member
-            .last_ack_ms
-            .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"));
-        out.push_str(&format!(
-            "{:<6} {:<8} {:<7} {:<22} {:<22} {:>9} {:>7} {:>9}\n",
-            member.id,
-            if member.voter { "voter" } else { "learner" },
-            if status.leader == Some(member.id) {
-                "*"
-            } else {
-                ""
-            },
-            member.addr.raft_addr,
-            member.addr.api_addr,
-            show(member.matched),
-            show(member.lag),
-            ack,
-        ));
-    }
-    out
 }

@@ -21,8 +21,8 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use crate::borrow::time::{format_instant, parse_instant, DateRole, Instant};
-use crate::client::LicenseInfo;
+use licensed::borrow::time::{format_instant, parse_instant, DateRole, Instant};
+use licensed::client::LicenseInfo;
 
 /// Start of the bench window: 2027-01-01T00:00:00Z.
 pub const WINDOW_START: Instant = 1_798_761_600;
@@ -246,7 +246,7 @@ fn usable(info: &LicenseInfo) -> Result<TargetLicense, String> {
             feature: info.feature.clone(),
             uuid: info.uuid.clone(),
         },
-        count: info.count,
+        count: u64::from(info.count),
         from,
         until,
     })
@@ -261,11 +261,11 @@ pub fn random_host_id<R: Rng + ?Sized>(rng: &mut R) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::borrow::host_id::HostId;
+    use licensed::borrow::host_id::HostId;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn license(uuid: &str, count: u64, from: Option<&str>, until: Option<&str>) -> LicenseInfo {
+    fn license(uuid: &str, count: u32, from: Option<&str>, until: Option<&str>) -> LicenseInfo {
         LicenseInfo {
             feature: "MVTec_HALCON".into(),
             uuid: uuid.into(),

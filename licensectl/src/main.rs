@@ -1,6 +1,8 @@
 //! `licensectl`: borrow, fetch and list licenses on a `licensed` cluster, and check a
 //! borrowed license offline, the way the machine that holds it would.
 
+mod status_table;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,13 +10,15 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use licensed::admin_client::{render_status, AdminClient, AdminError, DEFAULT_RAFT_ADDR};
 use licensed::borrow::document::{self, LicenseDocument, PublicKey};
 use licensed::borrow::time::{self, DateRole};
 use licensed::client::{
     decode_result, BorrowParams, BorrowedLicense, LicenseInfo, PublicKeyInfo, RpcCallError,
     RpcClient, DEFAULT_SERVER,
 };
+use licensed::cluster::admin::{AdminClient, AdminError};
+use licensed::config::DEFAULT_RAFT_LISTEN as DEFAULT_RAFT_ADDR;
+use status_table::render_status;
 
 /// Exit status when the server refused or the license is not valid.
 const EXIT_REFUSED: u8 = 1;
@@ -78,7 +82,7 @@ enum Command {
     Cluster(ClusterArgs),
     /// Load generator: concurrent clients over keep-alive HTTP, closed or open loop,
     /// latency percentiles and errors by code (see BENCHMARKS.md).
-    Bench(Box<licensed::loadgen::BenchArgs>),
+    Bench(Box<licensed_loadgen::BenchArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -268,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Cluster(args) => return cluster(args, cli.json).await,
         Command::Bench(args) => {
             let json = cli.json || args.json;
-            let report = licensed::loadgen::run_bench(*args).await?;
+            let report = licensed_loadgen::run_bench(*args).await?;
             if json {
                 println!("{}", report.to_json().context("encoding the report")?);
             } else {

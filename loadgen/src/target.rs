@@ -119,7 +119,7 @@ pub fn url_for_worker(urls: &[String], index: usize) -> Result<&str, TargetError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::outcome::ErrorCode;
+    use crate::outcome::ErrorCode;
 
     #[test]
     fn workers_are_spread_round_robin() {

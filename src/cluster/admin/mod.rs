@@ -1,0 +1,247 @@
+//! The admin API on the node-to-node port (`/cluster/admin/...`): `status`, `add`,
+//! `remove`, `transfer-leader` and `admit`. One file per operation; the messages are in
+//! [`messages`], the client (used by `licensectl`, by joining nodes and by followers
+//! passing a change to the leader) in [`client`].
+//!
+//! Membership changes run on the leader. Any node accepts them and passes them on.
+
+mod add;
+pub mod client;
+pub mod error;
+pub mod messages;
+mod remove;
+mod status;
+mod transfer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::ChangeMembers;
+use serde::Serialize;
+
+use crate::borrow::return_token::constant_time_eq;
+use crate::cluster::forward::{known_leader, ClusterError};
+use crate::raft::identity::IdentityStore;
+use crate::raft::node::Node;
+use crate::raft::routes::PeerRoutes;
+use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
+
+pub use client::{AdminClient, AdminError};
+pub use error::MembershipError;
+pub use messages::*;
+pub use status::status;
+pub use transfer::step_down;
+
+/// Bound on one membership change (joint consensus needs a quorum of old and new voters);
+/// without it an admin call against a cluster that lost its quorum would hang.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a new learner catching up (it may need a whole snapshot).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on an admin call to another node: the leader's own bound (a learner catching
+/// up) plus a margin.
+pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(CATCH_UP_TIMEOUT.as_secs() + 10);
+
+#[derive(Clone)]
+struct AdminState {
+    raft: Raft,
+    /// When set, changes need `Authorization: Bearer <token>`; status stays open.
+    token: Option<String>,
+    /// `--peer-route`: how to dial the leader and new members.
+    routes: PeerRoutes,
+    /// This node's cluster and admission.
+    identity: Arc<IdentityStore>,
+}
+
+impl AdminState {
+    /// The refusal of a change without the admin token (when one is configured).
+    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let token = self.token.as_ref()?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Compare in constant time: the token guards cluster membership.
+        let matches =
+            given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
+        (!matches).then(|| {
+            let answer = AdminAnswer::refused(
+                "this cluster requires the admin token (Authorization: Bearer ...)",
+            );
+            (StatusCode::UNAUTHORIZED, Json(answer)).into_response()
+        })
+    }
+}
+
+impl IntoResponse for AdminAnswer {
+    fn into_response(self) -> Response {
+        let status = if self.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::CONFLICT
+        };
+        (status, Json(self)).into_response()
+    }
+}
+
+/// The `/cluster/admin/...` routes on the node-to-node port. With `admin_token`, the
+/// changes (add, remove, transfer-leader, admit) require it as a bearer token.
+pub fn router(node: &Node, admin_token: Option<String>) -> Router {
+    Router::new()
+        .route(STATUS_PATH, get(status_route))
+        .route(ADMIT_PATH, post(admit_route))
+        .route(ADD_PATH, post(add_route))
+        .route(REMOVE_PATH, post(remove_route))
+        .route(TRANSFER_PATH, post(transfer_route))
+        .with_state(AdminState {
+            raft: node.raft.clone(),
+            token: admin_token,
+            routes: node.routes.clone(),
+            identity: node.identity.clone(),
+        })
+}
+
+/// Admits this node's data dir into a cluster: from the node creating the cluster, or
+/// the leader about to add this node.
+async fn admit_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<AdmitRequest>,
+) -> Response {
+    if let Some(refusal) = state.refusal(&headers) {
+        return refusal;
+    }
+    let me = metrics_of(&state.raft).id;
+    let answer = if request.node_id != me {
+        Err(MembershipError::NotThisNode {
+            me,
+            asked: request.node_id,
+        })
+    } else {
+        state
+            .identity
+            .admit(request.cluster_id)
+            .map(|()| format!("node {me} admitted into cluster {}", request.cluster_id))
+            .map_err(MembershipError::from)
+    };
+    AdminAnswer::from_result(answer).into_response()
+}
+
+async fn status_route(State(state): State<AdminState>) -> Response {
+    Json(status(&state.raft)).into_response()
+}
+
+async fn add_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<AddRequest>,
+) -> Response {
+    let add_state = state.clone();
+    on_leader(
+        &state,
+        &headers,
+        ADD_PATH,
+        request,
+        |_, request| async move { add::add_on_leader(&add_state, &request).await },
+    )
+    .await
+}
+
+async fn remove_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<RemoveRequest>,
+) -> Response {
+    on_leader(
+        &state,
+        &headers,
+        REMOVE_PATH,
+        request,
+        |raft, request| async move { remove::remove_on_leader(&raft, &request).await },
+    )
+    .await
+}
+
+async fn transfer_route(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Json(request): Json<TransferRequest>,
+) -> Response {
+    on_leader(
+        &state,
+        &headers,
+        TRANSFER_PATH,
+        request,
+        |raft, request| async move { transfer::transfer_on_leader(&raft, &request).await },
+    )
+    .await
+}
+
+/// Runs `op` here when this node leads, else passes the request to the leader.
+async fn on_leader<Req, F, Fut>(
+    state: &AdminState,
+    headers: &HeaderMap,
+    path: &str,
+    request: Req,
+    op: F,
+) -> Response
+where
+    Req: Serialize,
+    F: FnOnce(Raft, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<String, MembershipError>>,
+{
+    if let Some(refusal) = state.refusal(headers) {
+        return refusal;
+    }
+    let raft = &state.raft;
+    let answer = match known_leader(raft) {
+        Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
+        Some((leader, addr)) => {
+            let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
+            let answer = match AdminClient::new(leader_addr, state.token.clone()) {
+                Ok(admin) => admin.post(path, &request, ADMIN_CALL_TIMEOUT).await,
+                Err(e) => Err(e),
+            };
+            answer.map_err(|source| MembershipError::Remote {
+                node: format!("leader at {leader_addr}"),
+                source,
+            })
+        }
+        None => Err(ClusterError::NotLeader { leader: None }.into()),
+    };
+    AdminAnswer::from_result(answer).into_response()
+}
+
+/// One membership change, bounded by [`CHANGE_TIMEOUT`].
+async fn change(
+    raft: &Raft,
+    members: ChangeMembers<NodeId, NodeAddr>,
+) -> Result<(), MembershipError> {
+    bounded(
+        CHANGE_TIMEOUT,
+        "the membership change to commit",
+        raft.change_membership(members, false),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Awaits `fut` for at most `limit`, turning both its error and the timeout into a
+/// [`MembershipError`].
+async fn bounded<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, MembershipError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(MembershipError::raft),
+        Err(_) => Err(MembershipError::Timeout {
+            what,
+            secs: limit.as_secs(),
+        }),
+    }
+}
