@@ -30,9 +30,9 @@ const BODY_QUOTE_LIMIT: usize = 200;
 /// A JSON-RPC error object as the server sends it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcErrorObject {
-    /// The JSON-RPC code (`-32602`, or 32–36 for borrow refusals).
+    /// The JSON-RPC code (`-32602`, or 32–37 for refusals; docs/protocol.md §7).
     pub code: i64,
-    /// The seed's fixed message for the code.
+    /// The fixed message for the code (docs/protocol.md §7).
     pub message: String,
     /// `data.reason`: the human-readable detail, when the server gave one.
     pub reason: Option<String>,
@@ -296,7 +296,7 @@ impl RpcClient {
 }
 
 /// Turns what a user typed into a base URL: `host:port` gets `http://`, a trailing `/` and
-/// a trailing `/licenses` (the seed's endpoint URL) are dropped. Only http and https.
+/// a trailing `/licenses` (the Borrow API's endpoint URL, docs/protocol.md §1.1) are dropped. Only http and https.
 pub fn normalize_server_url(text: &str) -> Result<String, RpcCallError> {
     let refuse = |reason: &str| RpcCallError::BadUrl {
         url: text.to_string(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::borrow::pool::parse_duration;
+use crate::borrow::pool::parse_duration_secs;
 
 /// Default client port (the Borrow API's).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:22022";
@@ -94,7 +94,7 @@ pub struct Config {
     pub signing_key: Option<PathBuf>,
 
     /// How long expired borrows stay retrievable by `GetBorrowedLicenseV1` (e.g. 30d, 12h).
-    #[arg(long, env = "LICENSED_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env = "LICENSED_RETENTION", default_value = "30d", value_parser = parse_duration_secs)]
     pub retention: i64,
 
     /// Largest accepted request body in bytes.
@@ -110,7 +110,7 @@ pub struct Config {
     /// Beyond it the leader stamps no write and no read, hands leadership to a node whose
     /// clock agrees, and `/readyz` says so: one clock running ahead would otherwise drag
     /// the ledger clock forward for good.
-    #[arg(long, env = "LICENSED_MAX_CLOCK_OFFSET_MS", default_value_t = 1_000)]
+    #[arg(long, env = "LICENSED_MAX_CLOCK_OFFSET_MS", default_value_t = crate::raft::clock::DEFAULT_MAX_OFFSET.as_millis() as u64)]
     pub max_clock_offset_ms: u64,
 
     /// Raft heartbeat interval.

@@ -27,11 +27,11 @@ pub mod borrow;
 pub mod client;
 pub mod cluster;
 pub mod config;
-pub mod metrics;
+mod metrics;
 pub mod raft;
 pub mod rpc;
 mod run;
-pub mod server;
+mod server;
 pub mod state;
 pub mod telemetry;
 

@@ -147,7 +147,6 @@ pub async fn run(
 
     let node = node::start(&NodeOptions {
         id: config.node_id,
-        addr: addr.clone(),
         data_dir: config.data_dir.clone(),
         heartbeat_ms: config.heartbeat_ms,
         election_ms: (config.election_min_ms, config.election_max_ms),

@@ -110,7 +110,7 @@ async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body)
     response
 }
 
-/// Every JSON-RPC answer is HTTP 200, error or not (the seed's client calls
+/// Every JSON-RPC answer is HTTP 200, error or not (MVTec's client calls
 /// `raise_for_status()` before it reads `error`).
 fn json_response(value: serde_json::Value) -> Response {
     json_text_response(value.to_string())
@@ -133,13 +133,13 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     };
     (
         status,
-        Json(json!({ "ready": ready, "reason": reason, "node": state.app.node().id })),
+        Json(json!({ "ready": ready, "reason": reason, "node": state.app.node_id() })),
     )
         .into_response()
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {
-    metrics::observe_node(state.app.node());
+    state.app.observe_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(),

@@ -1,4 +1,4 @@
-//! The Borrow API's wire contract (SPEC §2 and the seed), checked letter by letter against
+//! The Borrow API's wire contract (docs/protocol.md), checked letter by letter against
 //! the real `licensed` binary: error codes and texts, the check order, dates, host ids,
 //! capacity over half-open intervals, batches, notifications, ids and the listing's shape.
 

@@ -1,5 +1,5 @@
 //! Property test: random borrow sequences through the state machine's apply, every
-//! decision compared with a brute-force model of SPEC §2's capacity rule.
+//! decision compared with a brute-force model of the capacity rule (docs/protocol.md §5.2.1).
 
 use licensed::borrow::check::{BorrowError, BorrowRequest};
 use licensed::borrow::host_id::HostId;

@@ -33,7 +33,7 @@ pub type OpId = u64;
 /// Nanoseconds since the start of the run, from a monotonic clock.
 pub type Time = u64;
 /// Unix seconds, UTC: the unit of borrow intervals on the server.
-pub type UnixSeconds = i64;
+pub use licensed::borrow::time::UnixSeconds;
 
 /// JSON-RPC code of a borrow refused for lack of capacity.
 pub const NOT_AVAILABLE: i64 = licensed::rpc::error::NOT_AVAILABLE;

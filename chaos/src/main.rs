@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use licensed_chaos::checker::check_recorded;
@@ -74,20 +74,11 @@ enum Command {
     },
 }
 
+/// `--duration`: `30m`, `2h`, `90s`, `1d` or a bare number of seconds.
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("duration {text:?}"))?;
-    Ok(match unit {
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(anyhow!("duration {text:?}: use s, m or h")),
-    })
+    let secs = licensed::borrow::pool::parse_duration_secs(text)
+        .map_err(|reason| anyhow!("--duration {reason}"))?;
+    Ok(Duration::from_secs(secs.unsigned_abs()))
 }
 
 #[tokio::main]

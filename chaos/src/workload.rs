@@ -39,7 +39,7 @@ impl TestLicense {
     }
 }
 
-/// The pool file for `licenses` (JSON array in the seed's shape).
+/// The pool file for `licenses` (JSON array in the shape of docs/protocol.md §3.5).
 pub fn pool_json(licenses: &[TestLicense]) -> String {
     let entries: Vec<serde_json::Value> = licenses
         .iter()

@@ -21,13 +21,13 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use licensed::borrow::time::{format_instant, parse_instant, DateRole, Instant};
+use licensed::borrow::time::{format_instant, parse_instant, DateRole, UnixSeconds};
 use licensed::client::LicenseInfo;
 
 /// Start of the bench window: 2027-01-01T00:00:00Z.
-pub const WINDOW_START: Instant = 1_798_761_600;
+pub const WINDOW_START: UnixSeconds = 1_798_761_600;
 /// End of the bench window: 2031-01-01T00:00:00Z.
-pub const WINDOW_END: Instant = 1_924_992_000;
+pub const WINDOW_END: UnixSeconds = 1_924_992_000;
 /// Shortest regular borrow.
 const MIN_BORROW_SECS: i64 = 3600;
 /// Longest regular borrow.
@@ -76,21 +76,21 @@ pub struct TargetLicense {
     /// How many borrows may overlap.
     pub count: u64,
     /// First instant a borrow may start.
-    pub from: Instant,
-    /// Instant every borrow must end by.
-    pub until: Instant,
+    pub from: UnixSeconds,
+    /// UnixSeconds every borrow must end by.
+    pub until: UnixSeconds,
 }
 
 impl TargetLicense {
     /// A random interval of one hour to seven days inside the license's window.
-    pub fn random_interval<R: Rng + ?Sized>(&self, rng: &mut R) -> (Instant, Instant) {
+    pub fn random_interval<R: Rng + ?Sized>(&self, rng: &mut R) -> (UnixSeconds, UnixSeconds) {
         let length = rng.gen_range(MIN_BORROW_SECS..=MAX_BORROW_SECS);
         let start = rng.gen_range(self.from..=self.until - length);
         (start, start + length)
     }
 
     /// The one interval all contended borrows ask for.
-    pub fn contended_interval(&self) -> (Instant, Instant) {
+    pub fn contended_interval(&self) -> (UnixSeconds, UnixSeconds) {
         (self.from, self.from + CONTENDED_SECS)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::borrow::time::Instant;
+use crate::borrow::time::UnixSeconds;
 
 /// Entries kept before the cache starts over (about 50 MB of license strings).
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -16,7 +16,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Signed licenses keyed by (borrow id, end of the borrow).
 #[derive(Debug)]
 pub struct SignedCache {
-    entries: Mutex<HashMap<(Uuid, Instant), String>>,
+    entries: Mutex<HashMap<(Uuid, UnixSeconds), String>>,
     capacity: usize,
 }
 
@@ -33,7 +33,7 @@ impl SignedCache {
     pub fn get_or_sign(
         &self,
         borrow_id: Uuid,
-        valid_until: Instant,
+        valid_until: UnixSeconds,
         sign: impl FnOnce() -> String,
     ) -> String {
         let key = (borrow_id, valid_until);
@@ -51,7 +51,7 @@ impl SignedCache {
         license
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Instant), String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, UnixSeconds), String>> {
         // A panic while holding the lock cannot leave a half-written entry behind.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,4 +1,5 @@
-//! The borrow decision: SPEC §2's checks 3 to 6, in order, first failure wins.
+//! The borrow decision: the checks 3 to 6 of docs/protocol.md §5.2, in order, first
+//! failure wins.
 //!
 //! Checks 1 (params) and 2 (host id) happen when a request is decoded, because they need
 //! nothing but the request. Everything here needs the ledger and the time, so it runs in
@@ -10,16 +11,16 @@ use serde::{Deserialize, Serialize};
 use super::capacity::CapacityIndex;
 use super::host_id::HostId;
 use super::license::{License, LicenseKey};
-use super::time::{format_instant, Instant};
+use super::time::{format_instant, UnixSeconds};
 
 /// How far in the past a `validFrom` may lie. Clients stamp "now" on their side and
-/// truncate it (the seed's Python client does), so a little backdating is normal; more
+/// truncate it (MVTec's Python client does; docs/protocol.md §5.4), so a little backdating is normal; more
 /// than this is a mistake. Kept well below the retention period so that every borrow
 /// a new one could overlap is still in the capacity index.
 pub const MAX_BACKDATE_SECS: i64 = 24 * 3600;
 
 /// 9999-12-31T23:59:59Z: RFC 3339 has four-digit years, so nothing may end later.
-pub const LATEST_INSTANT: Instant = 253_402_300_799;
+pub const LATEST_INSTANT: UnixSeconds = 253_402_300_799;
 
 /// A borrow as the client asked for it, already decoded (host id valid, dates parsed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,10 +30,10 @@ pub struct BorrowRequest {
     /// Which machine.
     pub host_id: HostId,
     /// Requested start; `None` means "now" (the leader's time when the borrow is applied).
-    pub valid_from: Option<Instant>,
+    pub valid_from: Option<UnixSeconds>,
     /// Requested end; `None` means "as long as the license allows" (LicenseSpring's
     /// `borrowed_until: null`).
-    pub valid_until: Option<Instant>,
+    pub valid_until: Option<UnixSeconds>,
     /// Free text the client attaches.
     pub user_info: Option<String>,
 }
@@ -50,7 +51,8 @@ impl BorrowRequest {
     }
 }
 
-/// Why a borrow was refused, one variant per seed error code.
+/// Why a borrow was refused, one variant per Borrow API error code (docs/protocol.md §7;
+/// the mapping to codes is in `rpc::error`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum BorrowError {
     /// Code 32: the license is fully borrowed at some instant of the interval.
@@ -96,16 +98,16 @@ pub enum BorrowError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
     /// Start, inclusive.
-    pub from: Instant,
+    pub from: UnixSeconds,
     /// End, exclusive.
-    pub until: Instant,
+    pub until: UnixSeconds,
 }
 
 /// Decides a borrow. `license` and `index` are the ledger's entry for the requested key
 /// (`None` when no such license exists); `pool_max_borrow_secs` is the pool-wide limit.
 pub fn decide(
     request: &BorrowRequest,
-    now: Instant,
+    now: UnixSeconds,
     license: Option<(&License, &CapacityIndex)>,
     pool_max_borrow_secs: i64,
 ) -> Result<Granted, BorrowError> {
@@ -217,7 +219,7 @@ pub fn describe_secs(secs: i64) -> String {
 mod tests {
     use super::*;
 
-    const NOW: Instant = 1_800_000_000;
+    const NOW: UnixSeconds = 1_800_000_000;
     const DAY: i64 = 86_400;
 
     fn license(count: u32) -> License {
@@ -236,7 +238,7 @@ mod tests {
         }
     }
 
-    fn request(from: Option<Instant>, until: Option<Instant>) -> BorrowRequest {
+    fn request(from: Option<UnixSeconds>, until: Option<UnixSeconds>) -> BorrowRequest {
         BorrowRequest {
             key: license(1).key,
             host_id: HostId::parse("MAC:2C549188C9E3").unwrap(),

@@ -1,4 +1,4 @@
-//! The signed license document: the `license` string a borrow returns (SPEC §2).
+//! The signed license document: the `license` string a borrow returns (docs/protocol.md §8.1).
 //!
 //! A machine that borrowed a license goes offline with it, so the string must carry
 //! everything needed to check it — feature, host, interval — and a signature that the
@@ -17,7 +17,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::time::{format_instant, parse_instant, DateRole, Instant};
+use super::time::{format_instant, parse_instant, DateRole, UnixSeconds};
 
 /// The prefix naming the wire format; a new layout gets a new prefix.
 pub const LICENSE_PREFIX: &str = "LIC1.";
@@ -432,7 +432,7 @@ fn parse_payload(payload: &[u8]) -> Result<LicenseDocument, VerifyError> {
     Ok(doc)
 }
 
-fn document_instant(text: &str, field: &'static str) -> Result<Instant, OfflineCheckError> {
+fn document_instant(text: &str, field: &'static str) -> Result<UnixSeconds, OfflineCheckError> {
     parse_instant(text, DateRole::Start, field).map_err(|_| OfflineCheckError::Date {
         field,
         value: text.to_string(),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::time::Instant;
+use super::time::UnixSeconds;
 
 /// The features the Borrow API knows (seed: `LicenseInfo.feature`).
 pub const FEATURES: [&str; 2] = ["MVTec_HDevelop", "MVTec_HALCON"];
@@ -10,7 +10,7 @@ pub const FEATURES: [&str; 2] = ["MVTec_HDevelop", "MVTec_HALCON"];
 pub const EDITIONS: [&str; 3] = ["Progress", "Steady", "Steady-Progress"];
 /// The module letters in their only allowed order (seed: `^f?c?1?2?3?b?d?o?m?i?t?$`).
 pub const MODULE_ORDER: &str = "fc123bdomit";
-/// Maximum borrow length when neither the license nor the pool sets one (SPEC §2).
+/// Maximum borrow length when neither the license nor the pool sets one (docs/protocol.md §5.3).
 pub const DEFAULT_MAX_BORROW_SECS: i64 = 30 * 24 * 3600;
 
 /// Identifies a license: a uuid is unique only together with its feature.
@@ -36,14 +36,14 @@ pub struct License {
     /// How many borrows may overlap at any instant.
     pub count: u32,
     /// Start of the license's own validity; `None` is the beginning of time.
-    pub valid_from: Option<Instant>,
+    pub valid_from: Option<UnixSeconds>,
     /// End of the license's own validity (inclusive last second); `None` never expires.
-    pub valid_until: Option<Instant>,
+    pub valid_until: Option<UnixSeconds>,
     /// Longest borrow this license allows; `None` falls back to the pool's setting.
     pub max_borrow_secs: Option<i64>,
 }
 
-/// A field of a license that does not follow the seed's rules.
+/// A field of a license that does not follow the rules of docs/protocol.md §3.5.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct LicenseFieldError {
@@ -54,7 +54,7 @@ pub struct LicenseFieldError {
 }
 
 impl License {
-    /// Checks every field against the seed's rules; the first problem wins.
+    /// Checks every field against docs/protocol.md §3.5; the first problem wins.
     pub fn validate(&self) -> Result<(), LicenseFieldError> {
         let fail = |field: &'static str, problem: String| Err(LicenseFieldError { field, problem });
         if !FEATURES.contains(&self.key.feature.as_str()) {

@@ -1,6 +1,6 @@
 //! The license pool file: the licenses a new cluster starts with.
 //!
-//! Either a JSON array of licenses in the seed's `LicenseInfo` shape (without
+//! Either a JSON array of licenses in the Borrow API's `LicenseInfo` shape (docs/protocol.md §3.5) (without
 //! `borrowedIntervals`), or an object `{"maxBorrowDuration": "30d", "licenses": [...]}`
 //! that also sets the pool-wide maximum borrow length. A license may set its own
 //! `maxBorrowDuration`. Unknown fields are refused so that a typo does not silently
@@ -59,7 +59,7 @@ struct PoolWithSettings {
     licenses: Vec<LicenseEntry>,
 }
 
-/// One license as written in a pool file: the seed's `LicenseInfo` fields.
+/// One license as written in a pool file: the `LicenseInfo` fields (docs/protocol.md §3.5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LicenseEntry {
@@ -101,7 +101,7 @@ impl LicenseEntry {
         let max_borrow_secs = self
             .max_borrow_duration
             .as_deref()
-            .map(parse_duration)
+            .map(parse_duration_secs)
             .transpose()
             .map_err(|e| format!("maxBorrowDuration: {e}"))?;
         let license = License {
@@ -134,7 +134,7 @@ pub fn parse_pool(text: &str) -> Result<Pool, PoolError> {
         PoolFile::WithSettings(pool) => (pool.licenses, pool.max_borrow_duration),
     };
     let max_borrow_secs = match max_borrow {
-        Some(text) => parse_duration(&text).map_err(PoolError::MaxBorrowDuration)?,
+        Some(text) => parse_duration_secs(&text).map_err(PoolError::MaxBorrowDuration)?,
         None => DEFAULT_MAX_BORROW_SECS,
     };
     let mut seen = BTreeSet::new();
@@ -162,7 +162,7 @@ pub fn parse_pool(text: &str) -> Result<Pool, PoolError> {
 }
 
 /// Parses `30d`, `12h`, `90m`, `3600s` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
+pub fn parse_duration_secs(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let (digits, unit) = match text.char_indices().last() {
         Some((at, c)) if c.is_ascii_alphabetic() => (&text[..at], c),
@@ -227,12 +227,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
-        assert_eq!(parse_duration("12h"), Ok(43_200));
-        assert_eq!(parse_duration("90m"), Ok(5_400));
-        assert_eq!(parse_duration("3600"), Ok(3_600));
-        assert!(parse_duration("0d").is_err());
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("d").is_err());
+        assert_eq!(parse_duration_secs("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_duration_secs("12h"), Ok(43_200));
+        assert_eq!(parse_duration_secs("90m"), Ok(5_400));
+        assert_eq!(parse_duration_secs("3600"), Ok(3_600));
+        assert!(parse_duration_secs("0d").is_err());
+        assert!(parse_duration_secs("5y").is_err());
+        assert!(parse_duration_secs("d").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The date grammar of the wire (SPEC §2) and the one output form.
+//! The date grammar of the wire and the one output form (docs/protocol.md §4).
 //!
 //! Inside the domain an instant is `i64` Unix seconds: the wire only ever shows whole
 //! seconds, and integers keep the capacity index and the state machine cheap and exact.
@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use super::host_id::truncate_for_message;
 
 /// Unix seconds, UTC.
-pub type Instant = i64;
+pub type UnixSeconds = i64;
 
 /// What a parsed date stands for: a plain date means the start of the day as a
 /// `validFrom` and the last second of the day as a `validUntil`.
@@ -36,7 +36,7 @@ pub fn parse_instant(
     text: &str,
     role: DateRole,
     field: &'static str,
-) -> Result<Instant, DateError> {
+) -> Result<UnixSeconds, DateError> {
     let refuse = || DateError {
         field,
         given: truncate_for_message(text),
@@ -64,7 +64,7 @@ pub fn parse_instant(
 }
 
 /// Formats an instant as RFC 3339 UTC with `Z` and whole seconds: the only output form.
-pub fn format_instant(instant: Instant) -> String {
+pub fn format_instant(instant: UnixSeconds) -> String {
     match DateTime::<Utc>::from_timestamp(instant, 0) {
         Some(moment) => moment.to_rfc3339_opts(SecondsFormat::Secs, true),
         // Unreachable for instants that came through `parse_instant`; keep output total.
@@ -72,8 +72,8 @@ pub fn format_instant(instant: Instant) -> String {
     }
 }
 
-/// Reads the wall clock as an [`Instant`]. Only the edges call this: the domain gets time as data.
-pub fn now() -> Instant {
+/// Reads the wall clock as an [`UnixSeconds`]. Only the edges call this: the domain gets time as data.
+pub fn now() -> UnixSeconds {
     Utc::now().timestamp()
 }
 
@@ -81,7 +81,7 @@ pub fn now() -> Instant {
 mod tests {
     use super::*;
 
-    fn parse(text: &str, role: DateRole) -> Instant {
+    fn parse(text: &str, role: DateRole) -> UnixSeconds {
         parse_instant(text, role, "validFrom").unwrap()
     }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::borrow::check::BorrowRequest;
-use crate::borrow::time::{self, Instant};
+use crate::borrow::time::{self, UnixSeconds};
 use crate::state::{Bootstrap, Command, Outcome};
 
 use crate::raft::clock::ClockBook;
@@ -59,7 +59,7 @@ pub enum Proposal {
 
 impl Proposal {
     /// The log command, with the time of the node that appends it (the leader).
-    pub fn stamp(self, now: Instant) -> Command {
+    pub fn stamp(self, now: UnixSeconds) -> Command {
         match self {
             Proposal::Bootstrap(bootstrap) => Command::Bootstrap(bootstrap),
             Proposal::Borrow {
@@ -118,7 +118,7 @@ pub struct ReadPoint {
     /// Apply up to here before reading.
     pub index: u64,
     /// The leader's clock at the read index.
-    pub now: Instant,
+    pub now: UnixSeconds,
 }
 
 /// What a node says about itself on [`INFO_PATH`].

@@ -11,7 +11,7 @@
 //! leader.
 
 pub mod admin;
-pub mod batcher;
+pub(crate) mod batcher;
 pub mod formation;
 pub mod forward;
-pub mod startup;
+pub(crate) mod startup;

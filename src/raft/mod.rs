@@ -4,15 +4,18 @@
 //! built on top (forwarding, batching, membership) lives in [`crate::cluster`]. See
 //! `DESIGN.md` beside this file for the reasoning.
 
-pub mod clock;
-pub mod codec;
-pub mod identity;
+pub(crate) mod clock;
+pub(crate) mod codec;
+pub(crate) mod identity;
 pub mod log_store;
-pub mod network;
-pub mod node;
-pub mod peer_api;
+pub(crate) mod network;
+pub(crate) mod node;
+pub(crate) mod peer_api;
 pub mod routes;
 pub mod state_machine;
+
+pub use identity::IdentityError;
+pub use node::NodeError;
 
 use std::fmt;
 

@@ -21,8 +21,6 @@ use super::{NodeAddr, NodeId, Raft, TypeConfig};
 pub struct NodeOptions {
     /// This node's id.
     pub id: NodeId,
-    /// This node's addresses as other nodes and clients reach them.
-    pub addr: NodeAddr,
     /// Data directory (Raft log, vote, snapshots).
     pub data_dir: std::path::PathBuf,
     /// Raft heartbeat interval, ms.

@@ -143,7 +143,7 @@ pub fn decode_request_id(params: &Params<'_>) -> Result<Option<String>, RpcError
     Ok(Some(id.to_string()))
 }
 
-/// SPEC §2 checks 1 to 3 (the part that needs no ledger), in order.
+/// Checks 1 to 3 of docs/protocol.md §5.2 (the part that needs no ledger), in order.
 pub fn decode_borrow(params: &Params<'_>) -> Result<BorrowRequest, RpcError> {
     // 1. presence and types
     let feature = params.required_str("feature")?;

@@ -1,4 +1,4 @@
-//! Named parameters: presence and type checks (SPEC §2 check 1) with a reason that names
+//! Named parameters: presence and type checks (docs/protocol.md §2.1 and §5.2 check 1) with a reason that names
 //! the parameter.
 
 use serde_json::{Map, Value};

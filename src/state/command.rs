@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::license::License;
-use crate::borrow::time::Instant;
+use crate::borrow::time::UnixSeconds;
 
 use super::ledger::BorrowRecord;
 
@@ -19,7 +19,7 @@ pub enum Command {
     /// Borrow a license.
     Borrow {
         /// Leader-stamped wall clock; apply never lets the ledger's clock go backwards.
-        now: Instant,
+        now: UnixSeconds,
         /// Chosen by the proposer so the id is known before the entry commits.
         borrow_id: Uuid,
         /// The decoded request.
@@ -31,7 +31,7 @@ pub enum Command {
     /// Give a borrow back early: its interval ends at `now` (idempotent).
     Return {
         /// Leader-stamped wall clock.
-        now: Instant,
+        now: UnixSeconds,
         /// The borrow.
         borrow_id: Uuid,
     },

@@ -10,12 +10,12 @@ use crate::borrow::capacity::CapacityIndex;
 use crate::borrow::check::{self, BorrowError, BorrowRequest, MAX_BACKDATE_SECS};
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::{License, LicenseKey};
-use crate::borrow::time::Instant;
+use crate::borrow::time::UnixSeconds;
 
 use super::command::{Bootstrap, Command, Outcome};
 use super::outstanding::{Outstanding, MAX_OUTSTANDING_PER_HOST, MAX_OUTSTANDING_PER_SEAT};
 
-/// Default retention of expired borrows (SPEC §2: 30 days).
+/// Default retention of expired borrows (docs/protocol.md §6.2: 30 days).
 pub const DEFAULT_RETENTION_SECS: i64 = 30 * 86_400;
 /// How long a refused borrow's `requestId` is remembered (a granted one lives as long as
 /// its borrow): long enough for any client retry loop.
@@ -43,15 +43,15 @@ pub struct BorrowRecord {
     /// The machine.
     pub host_id: HostId,
     /// Start, inclusive.
-    pub valid_from: Instant,
+    pub valid_from: UnixSeconds,
     /// End, exclusive.
-    pub valid_until: Instant,
+    pub valid_until: UnixSeconds,
     /// Client's free text.
     pub user_info: Option<String>,
     /// When the borrow was applied (leader time).
-    pub issued_at: Instant,
+    pub issued_at: UnixSeconds,
     /// When it was given back early (`ReturnLicenseV1`); its `valid_until` was cut then.
-    pub returned_at: Option<Instant>,
+    pub returned_at: Option<UnixSeconds>,
 }
 
 /// What the ledger remembers of a borrow made with a `requestId`.
@@ -62,7 +62,7 @@ pub struct RequestRecord {
     /// The first answer: the borrow's id, or the refusal.
     pub answer: Result<Uuid, BorrowError>,
     /// When the ledger may forget it.
-    pub forget_at: Instant,
+    pub forget_at: UnixSeconds,
 }
 
 /// A license and what is borrowed of it.
@@ -72,7 +72,7 @@ struct Slot {
     /// Every retained borrow's interval, for the capacity check.
     index: CapacityIndex,
     /// Retained borrows ordered by start, for `borrowedIntervals`.
-    by_start: BTreeSet<(Instant, Uuid)>,
+    by_start: BTreeSet<(UnixSeconds, Uuid)>,
 }
 
 /// The replicated state. Deterministic: the same entries in the same order give the same
@@ -84,17 +84,17 @@ pub struct Ledger {
     retention_secs: i64,
     signing_key: Option<[u8; 32]>,
     /// The latest leader time applied; never goes backwards.
-    clock: Instant,
+    clock: UnixSeconds,
     slots: BTreeMap<LicenseKey, Slot>,
     borrows: HashMap<Uuid, Arc<BorrowRecord>>,
     /// (time the record may be forgotten, id), for retention.
-    forget_at: BTreeSet<(Instant, Uuid)>,
+    forget_at: BTreeSet<(UnixSeconds, Uuid)>,
     /// Borrows made with a `requestId`, by that id.
     requests: HashMap<Arc<str>, Arc<RequestRecord>>,
     /// (time the request may be forgotten, requestId), for retention.
-    forget_requests: BTreeSet<(Instant, String)>,
+    forget_requests: BTreeSet<(UnixSeconds, String)>,
     /// The refused ones among them, for [`MAX_REMEMBERED_REFUSALS`].
-    refusals: BTreeSet<(Instant, String)>,
+    refusals: BTreeSet<(UnixSeconds, String)>,
     /// Borrows not yet ended, per license and host (derived), for the limits.
     outstanding: Outstanding,
 }
@@ -111,7 +111,7 @@ pub struct LedgerSnapshot {
     /// Signing key.
     pub signing_key: Option<[u8; 32]>,
     /// Ledger clock.
-    pub clock: Instant,
+    pub clock: UnixSeconds,
     /// Licenses, ordered by key.
     pub licenses: Vec<License>,
     /// Borrows, ordered by id.
@@ -156,7 +156,7 @@ impl Ledger {
     /// A borrow with a `requestId`: the first one decides, later ones repeat its answer.
     fn borrow_once(
         &mut self,
-        now: Instant,
+        now: UnixSeconds,
         borrow_id: Uuid,
         request: &BorrowRequest,
         request_id: &str,
@@ -202,7 +202,7 @@ impl Ledger {
 
     /// Ends a borrow at `now` (an upcoming one becomes empty) and frees its capacity.
     /// Returning twice, or returning a borrow that already ended, changes nothing.
-    fn give_back(&mut self, now: Instant, borrow_id: Uuid) -> Result<BorrowRecord, BorrowError> {
+    fn give_back(&mut self, now: UnixSeconds, borrow_id: Uuid) -> Result<BorrowRecord, BorrowError> {
         let Some(shared) = self.borrows.get_mut(&borrow_id) else {
             return Err(BorrowError::NoSuchLicense(format!(
                 "no borrow with borrowId {borrow_id}"
@@ -232,7 +232,7 @@ impl Ledger {
     }
 
     /// Remembers a refused `requestId`, forgetting the oldest refusal beyond the bound.
-    fn remember_refusal(&mut self, forget_at: Instant, request_id: &str) {
+    fn remember_refusal(&mut self, forget_at: UnixSeconds, request_id: &str) {
         self.refusals.insert((forget_at, request_id.to_string()));
         while self.refusals.len() > MAX_REMEMBERED_REFUSALS {
             if let Some((when, oldest)) = self.refusals.pop_first() {
@@ -260,7 +260,7 @@ impl Ledger {
 
     /// Moves the clock to `stamped` unless that would go backwards (a new leader whose wall
     /// clock is behind), and forgets borrows whose retention has run out.
-    fn advance_clock(&mut self, stamped: Instant) -> Instant {
+    fn advance_clock(&mut self, stamped: UnixSeconds) -> UnixSeconds {
         self.clock = self.clock.max(stamped);
         let now = self.clock;
         // Before forgetting: the counts look each ended borrow up.
@@ -299,7 +299,7 @@ impl Ledger {
 
     fn borrow(
         &mut self,
-        now: Instant,
+        now: UnixSeconds,
         borrow_id: Uuid,
         request: &BorrowRequest,
     ) -> Result<BorrowRecord, BorrowError> {
@@ -362,7 +362,7 @@ impl Ledger {
     }
 
     /// The ledger's clock: the latest leader time applied.
-    pub fn clock(&self) -> Instant {
+    pub fn clock(&self) -> UnixSeconds {
         self.clock
     }
 
@@ -377,7 +377,7 @@ impl Ledger {
     }
 
     /// Every license, ordered by feature then uuid, with its borrows that end after `now`.
-    pub fn licenses(&self, now: Instant) -> Vec<LicenseView<'_>> {
+    pub fn licenses(&self, now: UnixSeconds) -> Vec<LicenseView<'_>> {
         self.slots
             .values()
             .filter_map(|slot| {
@@ -480,7 +480,7 @@ pub struct FrozenLedger {
     max_borrow_secs: i64,
     retention_secs: i64,
     signing_key: Option<[u8; 32]>,
-    clock: Instant,
+    clock: UnixSeconds,
     licenses: Vec<License>,
     /// With the id beside each record: sorting reads no record.
     borrows: Vec<(Uuid, Arc<BorrowRecord>)>,
@@ -497,7 +497,7 @@ pub struct SnapshotView<'a> {
     max_borrow_secs: i64,
     retention_secs: i64,
     signing_key: Option<[u8; 32]>,
-    clock: Instant,
+    clock: UnixSeconds,
     licenses: &'a [License],
     borrows: Vec<&'a BorrowRecord>,
     requests: Vec<(&'a str, &'a RequestRecord)>,
@@ -549,7 +549,7 @@ impl FrozenLedger {
 mod tests {
     use super::*;
 
-    const NOW: Instant = 1_800_000_000;
+    const NOW: UnixSeconds = 1_800_000_000;
     const HOUR: i64 = 3_600;
 
     fn ledger_with_one_seat() -> Ledger {
@@ -583,7 +583,7 @@ mod tests {
         }
     }
 
-    fn request(from: Instant, until: Instant) -> BorrowRequest {
+    fn request(from: UnixSeconds, until: UnixSeconds) -> BorrowRequest {
         BorrowRequest {
             key: key(),
             host_id: HostId::parse("MAC:2C549188C9E3").expect("host id"),
@@ -593,7 +593,7 @@ mod tests {
         }
     }
 
-    fn borrow(ledger: &mut Ledger, now: Instant, req: BorrowRequest, id: Option<&str>) -> Outcome {
+    fn borrow(ledger: &mut Ledger, now: UnixSeconds, req: BorrowRequest, id: Option<&str>) -> Outcome {
         ledger.apply(&Command::Borrow {
             now,
             borrow_id: Uuid::new_v4(),

@@ -9,9 +9,9 @@ use super::{Bootstrap, BorrowRecord, Command, Outcome};
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::{License, LicenseKey};
-use crate::borrow::time::Instant;
+use crate::borrow::time::UnixSeconds;
 
-const NOW: Instant = 1_800_000_000;
+const NOW: UnixSeconds = 1_800_000_000;
 const MINUTE: i64 = 60;
 
 fn key() -> LicenseKey {
@@ -48,7 +48,7 @@ fn host(n: u64) -> HostId {
 /// A one-minute borrow `slot` minutes from now, by `host`.
 fn borrow_at(
     ledger: &mut Ledger,
-    now: Instant,
+    now: UnixSeconds,
     slot: i64,
     host: HostId,
     request_id: Option<String>,

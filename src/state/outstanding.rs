@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::LicenseKey;
-use crate::borrow::time::Instant;
+use crate::borrow::time::UnixSeconds;
 
 use super::ledger::BorrowRecord;
 
@@ -29,7 +29,7 @@ pub const MAX_OUTSTANDING_PER_HOST: usize = 32;
 #[derive(Debug, Default, Clone)]
 pub struct Outstanding {
     /// (end, id) of every counted borrow, to drop them as the clock passes their end.
-    ends: BTreeSet<(Instant, Uuid)>,
+    ends: BTreeSet<(UnixSeconds, Uuid)>,
     /// Per license: the total and the share of each host. Nested so that a lookup on the
     /// apply path borrows the key and host instead of cloning them.
     licenses: HashMap<LicenseKey, LicenseCounts>,
@@ -43,7 +43,7 @@ struct LicenseCounts {
 
 impl Outstanding {
     /// Counts a new borrow that has not ended at `now`.
-    pub fn add(&mut self, record: &BorrowRecord, now: Instant) {
+    pub fn add(&mut self, record: &BorrowRecord, now: UnixSeconds) {
         if record.returned_at.is_some() || record.valid_until <= now {
             return;
         }
@@ -56,14 +56,14 @@ impl Outstanding {
 
     /// Stops counting a borrow (returned or forgotten); `until` is the end it was counted
     /// with. Nothing happens if it was not counted.
-    pub fn remove(&mut self, record: &BorrowRecord, until: Instant) {
+    pub fn remove(&mut self, record: &BorrowRecord, until: UnixSeconds) {
         if self.ends.remove(&(until, record.borrow_id)) {
             self.uncount(record);
         }
     }
 
     /// Stops counting every borrow that ended by `now`; `record` finds a borrow by id.
-    pub fn expire<'a>(&mut self, now: Instant, record: impl Fn(&Uuid) -> Option<&'a BorrowRecord>) {
+    pub fn expire<'a>(&mut self, now: UnixSeconds, record: impl Fn(&Uuid) -> Option<&'a BorrowRecord>) {
         while let Some(&(until, id)) = self.ends.first() {
             if until > now {
                 break;
@@ -110,7 +110,7 @@ impl Outstanding {
 mod tests {
     use super::*;
 
-    fn record(host: &str, from: Instant, until: Instant) -> BorrowRecord {
+    fn record(host: &str, from: UnixSeconds, until: UnixSeconds) -> BorrowRecord {
         BorrowRecord {
             borrow_id: Uuid::new_v4(),
             key: LicenseKey {
