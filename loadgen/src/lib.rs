@@ -1,4 +1,5 @@
 #![deny(unused_crate_dependencies)]
+#![warn(missing_docs)]
 //! A load generator for `licensed` (and, for comparison, etcd): `licensectl bench` and the
 //! `compare` benchmark are thin layers over it.
 //!
