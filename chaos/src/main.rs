@@ -75,7 +75,7 @@ enum Command {
 }
 
 /// `--duration`: `30m`, `2h`, `90s`, `1d` or a bare number of seconds.
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+fn duration_arg(text: &str) -> anyhow::Result<Duration> {
     let secs = licensed::borrow::pool::parse_duration_secs(text)
         .map_err(|reason| anyhow!("--duration {reason}"))?;
     Ok(Duration::from_secs(secs.unsigned_abs()))
@@ -140,7 +140,7 @@ async fn main_inner() -> anyhow::Result<bool> {
             let (duration, hold, gap) = match profile {
                 Profile::Short => (None, Duration::from_secs(3), Duration::from_secs(1)),
                 Profile::Long => (
-                    Some(parse_duration(duration.as_deref().unwrap_or("30m"))?),
+                    Some(duration_arg(duration.as_deref().unwrap_or("30m"))?),
                     Duration::from_secs(5),
                     Duration::from_secs(2),
                 ),

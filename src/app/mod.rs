@@ -267,4 +267,3 @@ impl App {
         Ok(self.signer()?.public_key())
     }
 }
-

@@ -27,7 +27,9 @@ impl App {
         }
         tokio::time::timeout(self.request_timeout, self.linearize_until())
             .await
-            .map_err(|_| retry::timeout_error(self.request_timeout, "a linearizable read", "timed out"))?
+            .map_err(|_| {
+                retry::timeout_error(self.request_timeout, "a linearizable read", "timed out")
+            })?
     }
 
     async fn linearize_until(&self) -> Result<ReadPoint, AppError> {

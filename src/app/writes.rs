@@ -41,18 +41,16 @@ impl App {
         let leader = cluster::known_leader(&self.node.raft).filter(|(id, _)| *id != self.node.id);
         let attempt = match leader {
             Some(leader) => self.forward(leader, proposal).await,
-            None => match cluster::propose_local(
-                &self.node.raft,
-                &self.node.clocks,
-                proposal.clone(),
-            )
-            .await
-            {
-                Err(ClusterError::NotLeader {
-                    leader: Some(leader),
-                }) if leader.0 != self.node.id => self.forward(leader, proposal).await,
-                other => other,
-            },
+            None => {
+                match cluster::propose_local(&self.node.raft, &self.node.clocks, proposal.clone())
+                    .await
+                {
+                    Err(ClusterError::NotLeader {
+                        leader: Some(leader),
+                    }) if leader.0 != self.node.id => self.forward(leader, proposal).await,
+                    other => other,
+                }
+            }
         };
         attempt.map_err(|e| {
             if e.is_retriable() {

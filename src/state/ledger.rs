@@ -202,7 +202,11 @@ impl Ledger {
 
     /// Ends a borrow at `now` (an upcoming one becomes empty) and frees its capacity.
     /// Returning twice, or returning a borrow that already ended, changes nothing.
-    fn give_back(&mut self, now: UnixSeconds, borrow_id: Uuid) -> Result<BorrowRecord, BorrowError> {
+    fn give_back(
+        &mut self,
+        now: UnixSeconds,
+        borrow_id: Uuid,
+    ) -> Result<BorrowRecord, BorrowError> {
         let Some(shared) = self.borrows.get_mut(&borrow_id) else {
             return Err(BorrowError::NoSuchLicense(format!(
                 "no borrow with borrowId {borrow_id}"
@@ -593,7 +597,12 @@ mod tests {
         }
     }
 
-    fn borrow(ledger: &mut Ledger, now: UnixSeconds, req: BorrowRequest, id: Option<&str>) -> Outcome {
+    fn borrow(
+        ledger: &mut Ledger,
+        now: UnixSeconds,
+        req: BorrowRequest,
+        id: Option<&str>,
+    ) -> Outcome {
         ledger.apply(&Command::Borrow {
             now,
             borrow_id: Uuid::new_v4(),

@@ -63,7 +63,11 @@ impl Outstanding {
     }
 
     /// Stops counting every borrow that ended by `now`; `record` finds a borrow by id.
-    pub fn expire<'a>(&mut self, now: UnixSeconds, record: impl Fn(&Uuid) -> Option<&'a BorrowRecord>) {
+    pub fn expire<'a>(
+        &mut self,
+        now: UnixSeconds,
+        record: impl Fn(&Uuid) -> Option<&'a BorrowRecord>,
+    ) {
         while let Some(&(until, id)) = self.ends.first() {
             if until > now {
                 break;
