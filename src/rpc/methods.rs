@@ -11,7 +11,7 @@ use crate::borrow::host_id::HostId;
 use crate::borrow::license::LicenseKey;
 use crate::borrow::time::{parse_instant, DateRole};
 
-use super::error::{RpcError, METHOD_NOT_FOUND};
+use super::error::{RpcError, METHOD_NOT_FOUND, NO_SUCH_LICENSE};
 use super::objects::{BorrowedLicense, LicenseInfo, ReturnedBorrow};
 use super::params::{Params, MAX_USER_INFO_CHARS};
 
@@ -87,7 +87,7 @@ fn borrow_id_param(params: &Params<'_>) -> Result<Uuid, RpcError> {
     let text = params.required_str("borrowId")?;
     Uuid::parse_str(text).map_err(|_| {
         RpcError::new(
-            34,
+            NO_SUCH_LICENSE,
             format!(
                 "no borrow with borrowId {:?} (borrow ids are UUIDs)",
                 crate::borrow::host_id::truncate_for_message(text)
