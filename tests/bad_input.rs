@@ -22,7 +22,7 @@ struct Survivor {
 
 impl Survivor {
     async fn start() -> Survivor {
-        let server = Server::start(SAMPLE_POOL);
+        let server = Server::start(SAMPLE_POOL).await;
         let t = now();
         let mut p = params(
             SEED_UUID,

@@ -8,7 +8,7 @@ use common::{repo_path, Server, SAMPLE_POOL};
 
 #[tokio::test]
 async fn the_seeds_python_client_lists_borrows_and_gets_back_the_same_license() {
-    let server = Server::start(SAMPLE_POOL);
+    let server = Server::start(SAMPLE_POOL).await;
     let output = tokio::process::Command::new("python3")
         .arg(repo_path("tests/seed_client.py"))
         .arg(server.endpoint())
