@@ -12,13 +12,13 @@
 //! cause spurious elections under load (this machine's fsync stalls reach ~100 ms).
 //! etcd 3.4 (`apt-get install etcd-server`) must be on the PATH for the etcd half.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use licensed_testkit::{free_port, peers_arg, NodeProcess, NodeSpec, Process};
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[{"feature":"MVTec_HALCON","uuid":"bench","version":"26.05","edition":"Steady","modules":"fc","count":100000000}]"#;
@@ -27,57 +27,40 @@ const WRITERS_PER_NODE: usize = 2;
 /// Each write gives up after this long (then the writer tries again at once).
 const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A free loopback port.
+fn port() -> u16 {
+    free_port().expect("free port")
 }
 
-/// One member process and how to start it again.
+/// One etcd member process and how to start it again.
 struct Member {
     command: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+    process: Process,
     /// Client base URL.
     url: String,
 }
 
 impl Member {
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn member");
-        self.child = Some(child);
+        let mut command = tokio::process::Command::new(&self.command[0]);
+        command.args(&self.command[1..]);
+        self.process
+            .spawn(command, None)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill9();
+    async fn kill9(&mut self) {
+        self.process.kill9().await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 /// What differs between the two systems.
 trait System {
     fn name(&self) -> &'static str;
-    fn members(&mut self) -> &mut Vec<Member>;
+    /// SIGKILL member `i` and reap it.
+    async fn kill9(&mut self, i: usize);
+    /// Starts member `i` again on its ports and data, without waiting for it.
+    fn respawn(&mut self, i: usize);
     /// Index of the current leader, if every running member agrees on one.
     async fn leader(&self, http: &reqwest::Client) -> Option<usize>;
     /// One write through member `i`; `Ok` only for a confirmed success.
@@ -87,59 +70,46 @@ trait System {
 }
 
 struct Licensed {
-    members: Vec<Member>,
-    raft_addrs: Vec<String>,
+    nodes: Vec<NodeProcess>,
 }
 
 impl Licensed {
+    /// Spawns three nodes of a new cluster (static bootstrap); does not wait for them.
     fn start(dir: &Path, binary: &Path, election: Option<&str>) -> Licensed {
         let pool = dir.join("pool.json");
         std::fs::write(&pool, POOL).expect("pool");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, raft))| format!("{}=127.0.0.1:{raft}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = Vec::new();
-        for (i, (api, raft)) in ports.iter().enumerate() {
-            let mut command = vec![
-                binary.display().to_string(),
-                format!("--node-id={}", i + 1),
-                format!("--listen=127.0.0.1:{api}"),
-                format!("--raft-listen=127.0.0.1:{raft}"),
-                format!("--data-dir={}", dir.join(format!("n{}", i + 1)).display()),
-                format!("--pool={}", pool.display()),
-                format!("--peers={peers}"),
-            ];
-            if let Some((min, max)) = election.and_then(|e| e.split_once('-')) {
-                command.push(format!("--election-min-ms={min}"));
-                command.push(format!("--election-max-ms={max}"));
-            }
-            let mut member = Member {
-                command,
-                log: dir.join(format!("n{}.log", i + 1)),
-                child: None,
-                url: format!("http://127.0.0.1:{api}"),
-            };
-            member.spawn();
-            members.push(member);
-        }
-        Licensed {
-            members,
-            raft_addrs: ports
-                .iter()
-                .map(|(_, raft)| format!("127.0.0.1:{raft}"))
-                .collect(),
-        }
+        let specs: Vec<NodeSpec> = (1..=3)
+            .map(|id| {
+                NodeSpec::new(id, binary, dir.join(format!("n{id}")).join("data"))
+                    .expect("free ports")
+                    .arg(format!("--pool={}", pool.display()))
+                    .env("RUST_LOG", "warn")
+            })
+            .collect();
+        let peers = peers_arg(&specs);
+        let nodes = specs
+            .into_iter()
+            .map(|spec| {
+                let mut spec = spec.arg(format!("--peers={peers}"));
+                if let Some((min, max)) = election.and_then(|e| e.split_once('-')) {
+                    spec = spec.args([
+                        format!("--election-min-ms={min}"),
+                        format!("--election-max-ms={max}"),
+                    ]);
+                }
+                let mut node = NodeProcess::new(spec).unwrap_or_else(|e| panic!("{e}"));
+                node.spawn().unwrap_or_else(|e| panic!("{e}"));
+                node
+            })
+            .collect();
+        Licensed { nodes }
     }
 }
 
 impl Licensed {
     /// Member `i`'s cluster status.
     async fn status(&self, http: &reqwest::Client, i: usize) -> Option<Value> {
-        let url = format!("http://{}/cluster/admin/status", self.raft_addrs[i]);
+        let url = format!("http://{}/cluster/admin/status", self.nodes[i].raft_addr());
         http.get(url)
             .timeout(Duration::from_secs(1))
             .send()
@@ -156,14 +126,21 @@ impl System for Licensed {
         "licensed"
     }
 
-    fn members(&mut self) -> &mut Vec<Member> {
-        &mut self.members
+    async fn kill9(&mut self, i: usize) {
+        self.nodes[i]
+            .kill9()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn respawn(&mut self, i: usize) {
+        self.nodes[i].spawn().unwrap_or_else(|e| panic!("{e}"));
     }
 
     async fn leader(&self, http: &reqwest::Client) -> Option<usize> {
         let mut seen = None;
-        for (i, member) in self.members.iter().enumerate() {
-            if member.child.is_none() {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_started() {
                 continue;
             }
             let status = self.status(http, i).await?;
@@ -183,12 +160,14 @@ impl System for Licensed {
     async fn write(&self, http: &reqwest::Client, i: usize, n: u64) -> Result<(), String> {
         let from = chrono::Utc::now() + chrono::Duration::seconds(60);
         let until = from + chrono::Duration::seconds(3600);
+        // A host per write: one host may hold only 32 outstanding borrows of a license.
+        let host = format!("MAC:{:012X}", n & 0xFFFF_FFFF_FFFF);
         let body = json!({"jsonrpc":"2.0","method":"BorrowLicenseV1","id":n,"params":{
-            "feature":"MVTec_HALCON","uuid":"bench","hostId":"MAC:0A0B0C0D0E0F",
+            "feature":"MVTec_HALCON","uuid":"bench","hostId":host,
             "validFrom": from.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "validUntil": until.format("%Y-%m-%dT%H:%M:%SZ").to_string()}});
         let answer: Value = http
-            .post(format!("{}/licenses", self.members[i].url))
+            .post(format!("{}/licenses", self.nodes[i].api_url()))
             .timeout(WRITE_TIMEOUT)
             .json(&body)
             .send()
@@ -211,7 +190,7 @@ struct Etcd {
 
 impl Etcd {
     fn start(dir: &Path) -> Etcd {
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (port(), port())).collect();
         let cluster = ports
             .iter()
             .enumerate()
@@ -235,8 +214,10 @@ impl Etcd {
             ];
             let mut member = Member {
                 command,
-                log: dir.join(format!("e{}.log", i + 1)),
-                child: None,
+                process: Process::new(
+                    format!("etcd member e{}", i + 1),
+                    dir.join(format!("e{}.log", i + 1)),
+                ),
                 url: format!("http://127.0.0.1:{client}"),
             };
             member.spawn();
@@ -266,15 +247,19 @@ impl System for Etcd {
         "etcd"
     }
 
-    fn members(&mut self) -> &mut Vec<Member> {
-        &mut self.members
+    async fn kill9(&mut self, i: usize) {
+        self.members[i].kill9().await;
+    }
+
+    fn respawn(&mut self, i: usize) {
+        self.members[i].spawn();
     }
 
     async fn leader(&self, http: &reqwest::Client) -> Option<usize> {
         let mut ids = Vec::new();
         let mut seen = None;
         for member in &self.members {
-            if member.child.is_none() {
+            if !member.process.is_started() {
                 ids.push(None);
                 continue;
             }
@@ -346,7 +331,7 @@ async fn trial<S: System + Sync>(system: &mut S, http: &reqwest::Client) -> Dura
     let first_success: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    system.members()[leader].kill9();
+    system.kill9(leader).await;
     *killed_at.lock().expect("lock") = Some(Instant::now());
     let system_ref = &*system;
     let writers = survivors.iter().flat_map(|&i| {
@@ -380,7 +365,7 @@ async fn trial<S: System + Sync>(system: &mut S, http: &reqwest::Client) -> Dura
         .expect("no write succeeded within 30 s of the kill");
     let killed = killed_at.lock().expect("lock").expect("kill time");
     let first = first_success.lock().expect("lock").expect("a success");
-    system.members()[leader].spawn();
+    system.respawn(leader);
     first.duration_since(killed)
 }
 
@@ -458,14 +443,17 @@ fn main() {
     let system = value("--system").unwrap_or_else(|| "both".to_string());
     let election = value("--election");
     let steady: u64 = value("--steady").and_then(|s| s.parse().ok()).unwrap_or(20);
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_licensed"));
+    let binary = licensed_testkit::licensed_binary().unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut summary = Vec::new();
     if system == "both" || system == "licensed" {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cluster = Licensed::start(dir.path(), &binary, election.as_deref());
+        // Spawned inside the runtime (the kit's processes are tokio's), on this thread.
+        let mut times = runtime.block_on(async {
+            let cluster = Licensed::start(dir.path(), &binary, election.as_deref());
+            measure(cluster, trials, steady).await
+        });
         let election = election.unwrap_or_else(|| "server default".to_string());
-        let mut times = runtime.block_on(measure(cluster, trials, steady));
         summary.push(format!(
             "licensed (election {election} ms): median {:.0} ms over {trials} trials {times:.0?}",
             median(&mut times)
@@ -473,8 +461,10 @@ fn main() {
     }
     if system == "both" || system == "etcd" {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cluster = Etcd::start(dir.path());
-        let mut times = runtime.block_on(measure(cluster, trials, steady));
+        let mut times = runtime.block_on(async {
+            let cluster = Etcd::start(dir.path());
+            measure(cluster, trials, steady).await
+        });
         summary.push(format!(
             "etcd (defaults): median {:.0} ms over {trials} trials {times:.0?}",
             median(&mut times)

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::wire::{assert_error, borrow, get_license, json_of, now, params, post_typed, z, HOUR};
+use common::borrow_api::{
+    assert_error, borrow, get_license, json_of, now, params, post_typed, z, HOUR,
+};
 use common::{Server, SAMPLE_POOL};
 use serde_json::{json, Value};
 
@@ -22,7 +24,7 @@ struct Survivor {
 
 impl Survivor {
     async fn start() -> Survivor {
-        let server = Server::start(SAMPLE_POOL);
+        let server = Server::start(SAMPLE_POOL).await;
         let t = now();
         let mut p = params(
             SEED_UUID,

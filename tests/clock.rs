@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::cluster::Cluster;
+use common::Cluster;
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[
@@ -37,13 +37,7 @@ async fn lead_with(cluster: &Cluster, to: usize) {
         if cluster.leader().await == to {
             return;
         }
-        let answer = cluster
-            .admin(
-                0,
-                "/cluster/admin/transfer-leader",
-                json!({"to": cluster.nodes[to].id}),
-            )
-            .await;
+        let answer = cluster.transfer_leader(0, cluster.nodes[to].id()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = answer;
     }
@@ -53,8 +47,8 @@ async fn lead_with(cluster: &Cluster, to: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_whose_clock_is_an_hour_behind_lists_what_the_others_list() {
     let mut cluster = Cluster::unstarted(3, POOL, &["--request-timeout-ms", "3000"]);
-    cluster.set_clock_offset(2, "-1h");
-    cluster.start_all();
+    cluster.set_clock_offset(2, -3_600);
+    cluster.start_all().await;
     lead_with(&cluster, 0).await;
 
     // One borrow that ends in a few seconds, one that lasts.
@@ -83,13 +77,7 @@ async fn a_node_whose_clock_is_an_hour_behind_lists_what_the_others_list() {
 /// Asks the cluster (through node 0) to hand leadership to node `to`; it may not stay.
 async fn offer_lead(cluster: &Cluster, to: usize) {
     let via = cluster.leader().await;
-    let _ = cluster
-        .admin(
-            via,
-            "/cluster/admin/transfer-leader",
-            json!({"to": cluster.nodes[to].id}),
-        )
-        .await;
+    let _ = cluster.transfer_leader(via, cluster.nodes[to].id()).await;
 }
 
 /// Unix seconds now, on this (unskewed) machine.
@@ -100,8 +88,8 @@ fn real_now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_an_hour_ahead_stamps_nothing_and_no_borrow_is_refused_for_it() {
     let mut cluster = Cluster::unstarted(3, POOL, &["--request-timeout-ms", "5000"]);
-    cluster.set_clock_offset(2, "+1h");
-    cluster.start_all();
+    cluster.set_clock_offset(2, 3_600);
+    cluster.start_all().await;
 
     let mut borrowed = Vec::new();
     for round in 0..6 {
@@ -129,7 +117,7 @@ async fn a_leader_an_hour_ahead_stamps_nothing_and_no_borrow_is_refused_for_it()
 
     // The skewed node says why it is not fit to lead.
     let (status, body) = {
-        let response = reqwest::get(format!("{}/readyz", cluster.nodes[2].url()))
+        let response = reqwest::get(format!("{}/readyz", cluster.nodes[2].api_url()))
             .await
             .expect("readyz");
         (

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::Cluster;
+use licensed::cluster::admin::AdminError;
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[
@@ -30,8 +31,8 @@ fn borrow_params(uuid: &str, from: i64, until: i64) -> Value {
            "validFrom": at(from), "validUntil": at(until)})
 }
 
-fn start3() -> Cluster {
-    Cluster::start(3, POOL, &["--request-timeout-ms", TIMEOUT_MS])
+async fn start3() -> Cluster {
+    Cluster::start(3, POOL, &["--request-timeout-ms", TIMEOUT_MS]).await
 }
 
 async fn borrowed_ids(cluster: &Cluster, i: usize, uuid: &str) -> BTreeSet<String> {
@@ -54,7 +55,7 @@ async fn borrowed_ids(cluster: &Cluster, i: usize, uuid: &str) -> BTreeSet<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_borrow_through_one_node_is_immediately_visible_on_the_others() {
-    let cluster = start3();
+    let cluster = start3().await;
     for via in 0..3 {
         let response = cluster
             .call(via, "BorrowLicenseV1", borrow_params("bulk", 60, 3600))
@@ -78,7 +79,7 @@ async fn a_borrow_through_one_node_is_immediately_visible_on_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_racing_borrows_of_five_seats_through_three_nodes_give_exactly_five() {
-    let cluster = Arc::new(start3());
+    let cluster = Arc::new(start3().await);
     let mut tasks = Vec::new();
     for n in 0..100 {
         let cluster = cluster.clone();
@@ -125,7 +126,7 @@ impl Load {
             retriable: Arc::default(),
             tasks: Vec::new(),
             targets: Arc::new(Mutex::new(
-                cluster.nodes.iter().map(|n| Some(n.url())).collect(),
+                cluster.nodes.iter().map(|n| Some(n.api_url())).collect(),
             )),
         };
         for w in 0..workers {
@@ -254,7 +255,7 @@ async fn assert_all_present(cluster: &Cluster, nodes: &[usize], acked: &BTreeMap
 
 /// Waits until node `i` reports its own id in `/readyz` as ready.
 async fn wait_ready(cluster: &Cluster, i: usize) {
-    let url = format!("{}/readyz", cluster.nodes[i].url());
+    let url = format!("{}/readyz", cluster.nodes[i].api_url());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(response) = reqwest::get(&url).await {
@@ -269,14 +270,14 @@ async fn wait_ready(cluster: &Cluster, i: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_nothing() {
-    let mut cluster = start3();
+    let mut cluster = start3().await;
     let load = Load::start(&cluster, 8);
     load.wait_for_more(100).await;
     let leader = cluster.leader().await;
     load.set_target(leader, None);
     let before = load.acked_count();
     let killed_at = Instant::now();
-    cluster.kill9(leader);
+    cluster.kill9(leader).await;
     load.wait_for_more(1).await;
     eprintln!(
         "failover: kill -9 of the leader to the next acknowledged borrow: {:?}",
@@ -285,8 +286,8 @@ async fn killing_the_leader_under_load_loses_nothing() {
     load.wait_for_more(200).await;
     assert!(load.acked_count() > before);
     // The old leader comes back and catches up while the load goes on.
-    cluster.restart(leader);
-    load.set_target(leader, Some(cluster.nodes[leader].url()));
+    cluster.restart(leader).await;
+    load.set_target(leader, Some(cluster.nodes[leader].api_url()));
     load.wait_for_more(200).await;
     let (acked, unexpected, retriable) = load.stop().await;
     assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
@@ -299,7 +300,7 @@ async fn killing_the_leader_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_quorum_a_node_refuses_clearly_and_recovers_after() {
-    let mut cluster = start3();
+    let mut cluster = start3().await;
     let seat = cluster
         .call(0, "BorrowLicenseV1", borrow_params("five", 60, 3600))
         .await;
@@ -376,10 +377,11 @@ async fn a_node_that_missed_many_borrows_catches_up_from_a_snapshot() {
             "--snapshot-every",
             "500",
         ],
-    );
+    )
+    .await;
     let leader = cluster.leader().await;
     let lagging = (leader + 1) % 3;
-    cluster.kill9(lagging);
+    cluster.kill9(lagging).await;
     let load = Load::start(&cluster, 16);
     load.set_target(lagging, None);
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -395,7 +397,7 @@ async fn a_node_that_missed_many_borrows_catches_up_from_a_snapshot() {
         purged_past > 1_000,
         "the leader should have snapshotted: {status}"
     );
-    cluster.restart(lagging);
+    cluster.restart(lagging).await;
     wait_ready(&cluster, lagging).await;
     let status = cluster.status(lagging).await;
     assert!(
@@ -407,13 +409,13 @@ async fn a_node_that_missed_many_borrows_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn growing_to_five_and_shrinking_to_three_under_load_loses_nothing() {
-    let mut cluster = start3();
+    let mut cluster = start3().await;
     let load = Load::start(&cluster, 8);
     load.wait_for_more(100).await;
-    let fourth = cluster.add_node(0);
-    load.set_target(fourth, Some(cluster.nodes[fourth].url()));
-    let fifth = cluster.add_node(1);
-    load.set_target(fifth, Some(cluster.nodes[fifth].url()));
+    let fourth = cluster.add_node(0).await;
+    load.set_target(fourth, Some(cluster.nodes[fourth].api_url()));
+    let fifth = cluster.add_node(1).await;
+    load.set_target(fifth, Some(cluster.nodes[fifth].api_url()));
     load.wait_for_more(100).await;
     let status = cluster.status(0).await;
     let voters = status["members"]
@@ -425,13 +427,11 @@ async fn growing_to_five_and_shrinking_to_three_under_load_loses_nothing() {
     assert_eq!(voters, 5, "{status}");
     // Shrink back to three: remove two of the original nodes.
     for i in [1usize, 2] {
-        let id = cluster.nodes[i].id;
+        let id = cluster.nodes[i].id();
         load.set_target(i, None);
-        let answer = cluster
-            .admin(0, "/cluster/admin/remove", json!({"id": id}))
-            .await;
-        assert_eq!(answer["ok"], true, "{answer}");
-        cluster.kill9(i);
+        let answer = cluster.remove_member(0, id, false).await;
+        assert!(answer.is_ok(), "{answer:?}");
+        cluster.kill9(i).await;
         load.wait_for_more(50).await;
     }
     let status = cluster.status(0).await;
@@ -444,12 +444,12 @@ async fn growing_to_five_and_shrinking_to_three_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_a_voter_that_would_leave_no_quorum_needs_force() {
-    let mut cluster = start3();
+    let mut cluster = start3().await;
     let leader = cluster.leader().await;
     let (dead, alive) = ((leader + 1) % 3, (leader + 2) % 3);
-    cluster.kill9(dead);
+    cluster.kill9(dead).await;
     // Wait until the leader has noticed that the dead node stopped acknowledging.
-    let dead_id = cluster.nodes[dead].id;
+    let dead_id = cluster.nodes[dead].id();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = cluster.status(leader).await;
@@ -469,16 +469,11 @@ async fn removing_a_voter_that_would_leave_no_quorum_needs_force() {
     }
     // Removing the live follower would leave {leader, dead}: one healthy voter of two.
     let refused = cluster
-        .admin(
-            leader,
-            "/cluster/admin/remove",
-            json!({"id": cluster.nodes[alive].id}),
-        )
+        .remove_member(leader, cluster.nodes[alive].id(), false)
         .await;
-    assert_eq!(refused["ok"], false, "{refused}");
     assert!(
-        refused["reason"].as_str().unwrap_or("").contains("--force"),
-        "{refused}"
+        matches!(&refused, Err(AdminError::Refused(reason)) if reason.contains("--force")),
+        "{refused:?}"
     );
     // The refusal changed nothing: the two live voters still serve.
     let answer = cluster
@@ -489,15 +484,15 @@ async fn removing_a_voter_that_would_leave_no_quorum_needs_force() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_under_load_loses_nothing() {
-    let mut cluster = start3();
+    let mut cluster = start3().await;
     let load = Load::start(&cluster, 8);
     load.wait_for_more(100).await;
     for i in 0..3 {
         load.set_target(i, None);
-        cluster.terminate(i);
+        cluster.terminate(i).await;
         load.wait_for_more(50).await;
-        cluster.restart(i);
-        load.set_target(i, Some(cluster.nodes[i].url()));
+        cluster.restart(i).await;
+        load.set_target(i, Some(cluster.nodes[i].api_url()));
         load.wait_for_more(50).await;
     }
     let (acked, unexpected, retriable) = load.stop().await;
@@ -510,63 +505,4 @@ async fn a_rolling_restart_under_load_loses_nothing() {
         acked.len()
     );
     assert_all_present(&cluster, &[0, 1, 2], &acked).await;
-}
-
-/// Runs `licensectl cluster --node RAFT ARGS...`; returns (exit code, stdout + stderr).
-fn licensectl_cluster(raft_addr: &str, token: Option<&str>, args: &[&str]) -> (i32, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_licensectl"));
-    command
-        .args(["cluster", "--node", raft_addr])
-        .env_remove("LICENSED_ADMIN_TOKEN");
-    if let Some(token) = token {
-        command.args(["--admin-token", token]);
-    }
-    let output = command.args(args).output().expect("run licensectl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn licensectl_cluster_shows_status_and_changes_need_the_admin_token() {
-    let cluster = Cluster::start(
-        3,
-        POOL,
-        &[
-            "--request-timeout-ms",
-            TIMEOUT_MS,
-            "--admin-token",
-            "s3cret",
-        ],
-    );
-    let leader = cluster.leader().await;
-    let other = (leader + 1) % 3;
-    let via = &cluster.nodes[other].raft_addr;
-
-    let (code, status) = licensectl_cluster(via, None, &["status"]);
-    assert_eq!(code, 0, "{status}");
-    assert!(
-        status.contains(&format!("leader {}", cluster.nodes[leader].id)),
-        "{status}"
-    );
-    assert_eq!(status.matches("voter").count(), 3, "{status}");
-
-    let target = cluster.nodes[other].id.to_string();
-    let (code, refused) = licensectl_cluster(via, None, &["transfer-leader", &target]);
-    assert_eq!(code, 1, "{refused}");
-    assert!(refused.contains("admin token"), "{refused}");
-    let (code, refused) = licensectl_cluster(via, Some("wrong"), &["transfer-leader", &target]);
-    assert_eq!(code, 1, "{refused}");
-
-    let (code, moved) = licensectl_cluster(via, Some("s3cret"), &["transfer-leader", &target]);
-    assert_eq!(code, 0, "{moved}");
-    assert_eq!(cluster.leader().await, other);
-
-    // An unreachable node is a different failure (exit 2) from a refusal.
-    let dead = format!("127.0.0.1:{}", common::cluster::free_port());
-    let (code, unreachable) = licensectl_cluster(&dead, None, &["status"]);
-    assert_eq!(code, 2, "{unreachable}");
 }

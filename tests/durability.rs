@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::wire::{
+use common::borrow_api::{
     assert_error, borrow, get_license, interval, intervals, now, params, z, DAY, HOUR,
 };
 use common::{Server, SAMPLE_POOL};
@@ -27,7 +27,7 @@ async fn refused_with(server: &Server, params: Value, code: i64) {
 
 #[tokio::test]
 async fn a_borrow_survives_kill_9_with_its_license_string_listing_and_capacity() {
-    let mut server = Server::start(SAMPLE_POOL);
+    let mut server = Server::start(SAMPLE_POOL).await;
     let t = now();
     let mut p = params(
         SEED_UUID,
@@ -43,9 +43,9 @@ async fn a_borrow_survives_kill_9_with_its_license_string_listing_and_capacity()
     let listed_default = interval(&server, "halcon-3", &default_id).await;
     let (_, key_before) = server.get("/public-key").await;
 
-    server.kill9();
+    server.kill9().await;
     assert!(!server.is_running());
-    server.restart();
+    server.restart().await;
 
     assert_eq!(get_license(&server, &borrow_id).await, license);
     assert_eq!(get_license(&server, &default_id).await, default_license);
@@ -96,8 +96,8 @@ async fn a_borrow_survives_kill_9_with_its_license_string_listing_and_capacity()
     .await;
 
     // A second crash keeps what came before and after the first one.
-    server.kill9();
-    server.restart();
+    server.kill9().await;
+    server.restart().await;
     assert_eq!(get_license(&server, &borrow_id).await, license);
     assert_eq!(get_license(&server, &later_id).await, later_license);
     let ids: Vec<Value> = intervals(&server, SEED_UUID)
@@ -128,15 +128,15 @@ async fn a_borrow_survives_kill_9_with_its_license_string_listing_and_capacity()
 
 #[tokio::test]
 async fn a_full_license_stays_full_after_kill_9() {
-    let mut server = Server::start(SAMPLE_POOL);
+    let mut server = Server::start(SAMPLE_POOL).await;
     let t = now();
     let slot = |host: &str| params("halcon-3", host, Some(&z(t, HOUR)), Some(&z(t, 2 * HOUR)));
     let mut issued = Vec::new();
     for host in [SEED_MAC, OTHER_MAC, "CM:3-1234567890"] {
         issued.push(borrow(&server, slot(host)).await);
     }
-    server.kill9();
-    server.restart();
+    server.kill9().await;
+    server.restart().await;
     refused_with(&server, slot("MAC:111111111111"), 32).await;
     for (license, id) in &issued {
         assert_eq!(&get_license(&server, id).await, license);
@@ -145,7 +145,7 @@ async fn a_full_license_stays_full_after_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_borrow_of_a_burst_survives_kill_9() {
-    let mut server = Server::start(SAMPLE_POOL);
+    let mut server = Server::start(SAMPLE_POOL).await;
     let t = now();
     // Below the 64 current and upcoming borrows per seat (192 for this license).
     let total = 180;
@@ -160,7 +160,7 @@ async fn every_acknowledged_borrow_of_a_burst_survives_kill_9() {
         .collect();
     let answers = futures::future::join_all(requests.iter().map(|r| server.post(r))).await;
     // Kill the moment the last acknowledgement is in.
-    server.kill9();
+    server.kill9().await;
 
     let mut acknowledged = BTreeMap::new();
     for (request, answer) in requests.iter().zip(&answers) {
@@ -173,7 +173,7 @@ async fn every_acknowledged_borrow_of_a_burst_survives_kill_9() {
     }
     assert_eq!(acknowledged.len(), total as usize, "borrowIds are unique");
 
-    server.restart();
+    server.restart().await;
     for (borrow_id, (license, _)) in &acknowledged {
         assert_eq!(
             &get_license(&server, borrow_id).await,

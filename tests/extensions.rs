@@ -36,7 +36,7 @@ async fn listed(server: &Server) -> Vec<String> {
 
 #[tokio::test]
 async fn a_returned_borrow_frees_its_seat_and_returning_again_changes_nothing() {
-    let server = Server::start(POOL);
+    let server = Server::start(POOL).await;
     let first = server
         .result("BorrowLicenseV1", borrow_params(3_600, 7_200))
         .await;
@@ -94,7 +94,7 @@ async fn return_as(server: &Server, bearer: &str, params: Value) -> Value {
 
 #[tokio::test]
 async fn a_borrow_id_alone_returns_nothing_only_its_token_or_the_admin_token_does() {
-    let server = Server::start_with(POOL, &["--admin-token", "admin-secret"]);
+    let server = Server::start_with(POOL, &["--admin-token", "admin-secret"]).await;
     let mine = server
         .result("BorrowLicenseV1", borrow_params(3_600, 7_200))
         .await;
@@ -156,7 +156,7 @@ async fn a_borrow_id_alone_returns_nothing_only_its_token_or_the_admin_token_doe
 
 #[tokio::test]
 async fn a_retried_borrow_gets_the_same_return_token() {
-    let server = Server::start(POOL);
+    let server = Server::start(POOL).await;
     let params = with_request_id(borrow_params(3_600, 7_200), "retry-me");
     let first = server.result("BorrowLicenseV1", params.clone()).await;
     let again = server.result("BorrowLicenseV1", params).await;
@@ -166,7 +166,7 @@ async fn a_retried_borrow_gets_the_same_return_token() {
 
 #[tokio::test]
 async fn returning_an_unknown_or_malformed_borrow_id_is_a_clear_error() {
-    let server = Server::start_with(POOL, &["--admin-token", "admin-secret"]);
+    let server = Server::start_with(POOL, &["--admin-token", "admin-secret"]).await;
     let unknown_id = json!({"borrowId": "00000000-0000-4000-8000-000000000000"});
     // Without proof, the answer is the refusal (it says nothing about the id).
     let refused = server.call("ReturnLicenseV1", unknown_id.clone()).await;
@@ -183,15 +183,15 @@ async fn returning_an_unknown_or_malformed_borrow_id_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_retried_request_id_answers_the_first_borrow_even_after_a_restart() {
-    let mut server = Server::start(POOL);
+    let mut server = Server::start(POOL).await;
     let params = with_request_id(borrow_params(3_600, 7_200), "client-7/attempt");
     let first = server.result("BorrowLicenseV1", params.clone()).await;
     let again = server.result("BorrowLicenseV1", params.clone()).await;
     assert_eq!(first, again);
     assert_eq!(listed(&server).await.len(), 1);
 
-    server.kill9();
-    server.restart();
+    server.kill9().await;
+    server.restart().await;
     let after_restart = server.result("BorrowLicenseV1", params.clone()).await;
     assert_eq!(first, after_restart);
     assert_eq!(listed(&server).await.len(), 1);
@@ -205,7 +205,7 @@ async fn a_retried_request_id_answers_the_first_borrow_even_after_a_restart() {
 
 #[tokio::test]
 async fn a_request_id_reused_for_another_request_or_malformed_is_invalid_params() {
-    let server = Server::start(POOL);
+    let server = Server::start(POOL).await;
     server
         .result(
             "BorrowLicenseV1",

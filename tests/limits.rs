@@ -33,7 +33,7 @@ async fn batch(server: &Server, requests: Vec<Value>) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_tiny_borrows_and_unique_refusals_stays_bounded() {
-    let server = Server::start(POOL);
+    let server = Server::start(POOL).await;
 
     // Tiny upcoming borrows of the one seat, laid end to end, each from its own host.
     let tiny_borrows = (0..300)

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::Cluster;
 use serde_json::json;
 
 const POOL: &str = r#"[
@@ -16,26 +16,22 @@ const POOL: &str = r#"[
 async fn admin_changes_reach_a_leader_that_is_only_reachable_through_its_route() {
     let mut cluster = Cluster::unstarted(3, POOL, &["--request-timeout-ms", "3000"]);
     // Node 2 advertises an address nobody can dial; every node routes to its real one.
-    let real = cluster.nodes[1].raft_addr.clone();
+    let real = cluster.nodes[1].raft_addr().to_string();
     cluster.set_env(1, "LICENSED_ADVERTISE_RAFT", "127.0.0.1:1");
     cluster.add_args(&["--peer-route", &format!("2={real}")]);
-    cluster.start_all();
+    cluster.start_all().await;
 
     // Node 2 takes the lead (asked through whichever node leads now).
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.leader().await != 1 {
         let via = cluster.leader().await;
-        let _ = cluster
-            .admin(via, "/cluster/admin/transfer-leader", json!({"to": 2}))
-            .await;
+        let _ = cluster.transfer_leader(via, 2).await;
         assert!(Instant::now() < deadline, "node 2 did not take the lead");
     }
 
     // A follower passes an admin change to the leader at its routed address.
-    let answer = cluster
-        .admin(2, "/cluster/admin/transfer-leader", json!({"to": 1}))
-        .await;
-    assert_eq!(answer["ok"], true, "{answer}");
+    let answer = cluster.transfer_leader(2, 1).await;
+    assert!(answer.is_ok(), "{answer:?}");
     assert_eq!(cluster.leader().await, 0);
 
     // Writes through a follower still reach the leader.
@@ -54,7 +50,7 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
     use licensed::raft::routes::PeerRoutes;
     use licensed::raft::NodeAddr;
 
-    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "2000"]);
+    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "2000"]).await;
     let leader = cluster.leader().await;
     for i in (0..3).filter(|i| *i != leader) {
         cluster.pause(i);
@@ -74,14 +70,14 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
         request_id: None,
     };
     let addr = NodeAddr {
-        raft_addr: cluster.nodes[leader].raft_addr.clone(),
-        api_addr: cluster.nodes[leader].api_addr.clone(),
+        raft_addr: cluster.nodes[leader].raft_addr().to_string(),
+        api_addr: cluster.nodes[leader].api_addr().to_string(),
     };
     let peers = ClusterClient::new(PeerRoutes::default()).expect("client");
     let started = Instant::now();
     let answer = peers
         .forward_batch(
-            (cluster.nodes[leader].id, &addr),
+            (cluster.nodes[leader].id(), &addr),
             &[proposal],
             Duration::from_secs(60),
         )

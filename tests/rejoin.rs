@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::Cluster;
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[
@@ -39,11 +39,11 @@ async fn listed(cluster: &Cluster, i: usize) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
     let (a, b, c) = (0, 1, 2);
-    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "3000"]);
+    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "3000"]).await;
 
     // An entry committed on {A, B} only: C is down (a paused C would still find the
     // entry in its socket buffer when it wakes up).
-    cluster.kill9(c);
+    cluster.kill9(c).await;
     let answer = cluster.call(a, "BorrowLicenseV1", borrow()).await;
     let id = answer["result"]["borrowId"]
         .as_str()
@@ -51,11 +51,11 @@ async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
         .to_string();
 
     // B loses its disk and comes back with its usual flags; A dies; C comes back.
-    cluster.kill9(b);
+    cluster.kill9(b).await;
     cluster.wipe(b);
-    let _b_ready = cluster.restart_no_wait(b);
-    cluster.kill9(a);
-    let _c_ready = cluster.restart_no_wait(c);
+    let _b_ready = cluster.restart_no_wait(b).await;
+    cluster.kill9(a).await;
+    let _c_ready = cluster.restart_no_wait(c).await;
 
     // B and C must not form a quorum that lost the entry: they answer -32603 (or, never,
     // a listing without the borrow).
@@ -73,9 +73,10 @@ async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
     }
 
     // A comes back: A and C elect a leader, B rejoins as a new incarnation.
-    let a_ready = cluster.restart_no_wait(a);
+    let a_ready = cluster.restart_no_wait(a).await;
     a_ready
-        .recv_timeout(Duration::from_secs(60))
+        .wait(Duration::from_secs(60))
+        .await
         .expect("A became ready");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -83,7 +84,7 @@ async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
         let b_is_voter = status["members"].as_array().is_some_and(|members| {
             members
                 .iter()
-                .any(|m| m["id"] == cluster.nodes[b].id && m["voter"] == true)
+                .any(|m| m["id"] == cluster.nodes[b].id() && m["voter"] == true)
         });
         let b_has_it = listed(&cluster, b)
             .await

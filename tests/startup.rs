@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::Cluster;
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[
@@ -20,7 +20,7 @@ fn borrow() -> Value {
 /// GET `path` on node `i`: status and JSON body, or `None` when nothing answers.
 async fn get(cluster: &Cluster, i: usize, path: &str) -> Option<(u16, Value)> {
     let response = reqwest::Client::new()
-        .get(format!("{}{path}", cluster.nodes[i].url()))
+        .get(format!("{}{path}", cluster.nodes[i].api_url()))
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -47,15 +47,15 @@ async fn wait_served(cluster: &Cluster, i: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_node_without_a_quorum_serves_clear_errors_until_one_returns() {
-    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "1000"]);
+    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "1000"]).await;
     let before = cluster.call(0, "BorrowLicenseV1", borrow()).await;
     assert!(before["result"]["borrowId"].is_string(), "{before}");
     for i in 0..3 {
-        cluster.kill9(i);
+        cluster.kill9(i).await;
     }
 
     // One node back: alone it has no quorum.
-    let _first = cluster.restart_no_wait(0);
+    let _first = cluster.restart_no_wait(0).await;
     wait_served(&cluster, 0).await;
     let (status, ready) = get(&cluster, 0, "/readyz").await.expect("readyz answers");
     assert_eq!(status, 503, "{ready}");
@@ -84,9 +84,10 @@ async fn a_restarted_node_without_a_quorum_serves_clear_errors_until_one_returns
     assert_eq!(status, 200);
 
     // A second node makes a quorum: the first becomes ready and lost nothing.
-    let second = cluster.restart_no_wait(1);
+    let second = cluster.restart_no_wait(1).await;
     second
-        .recv_timeout(Duration::from_secs(60))
+        .wait(Duration::from_secs(60))
+        .await
         .expect("the second node became ready");
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(&cluster, 0, "/readyz").await.map(|(status, _)| status) != Some(200) {

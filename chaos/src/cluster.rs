@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::process::{peers_arg, NodeProcess, NodeSpec};
+use licensed_testkit::{peers_arg, NodeProcess, NodeSpec};
+
 use crate::proxy::ProxyMesh;
 
 /// How to run the nodes.
@@ -132,7 +133,7 @@ impl ChaosCluster {
             let Ok(status) = node.status().await else {
                 continue;
             };
-            let Some(leader) = status["leader"].as_u64() else {
+            let Some(leader) = status.leader else {
                 continue;
             };
             if seen.is_some_and(|s| s != leader) {
@@ -220,10 +221,7 @@ impl ChaosCluster {
             let status = self.node(via)?.status().await.ok();
             let voter = status
                 .as_ref()
-                .and_then(|s| s["members"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .any(|m| m["id"].as_u64() == Some(id) && m["voter"].as_bool() == Some(true));
+                .is_some_and(|s| s.members.iter().any(|m| m.id == id && m.voter));
             if voter {
                 return Ok(id);
             }

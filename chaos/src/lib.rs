@@ -6,7 +6,6 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod nemesis;
-pub mod process;
 pub mod proxy;
 pub mod run;
 pub mod workload;

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use licensed_chaos::checker::check_recorded;
 use licensed_chaos::nemesis::FaultKind;
-use licensed_chaos::process::licensed_binary;
 use licensed_chaos::run::{run, RunConfig};
+use licensed_testkit::licensed_binary;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,9 +126,10 @@ async fn main_inner() -> anyhow::Result<bool> {
             binary,
             broken,
         } => {
-            let binary = binary
-                .or_else(licensed_binary)
-                .ok_or_else(|| anyhow!("no licensed binary: build it or pass --binary"))?;
+            let binary = match binary {
+                Some(binary) => binary,
+                None => licensed_binary().context("no --binary given")?,
+            };
             let faults = if faults.is_empty() {
                 FaultKind::all()
             } else {

@@ -426,8 +426,12 @@ impl Nemesis<'_> {
             node.set_env("FAILPOINTS", Some(&format!("{point}=panic")));
             node.restart().await?;
         }
-        let behind_at = self.cluster.node(id)?.status().await?["lastLogIndex"]
-            .as_u64()
+        let behind_at = self
+            .cluster
+            .node(id)?
+            .status()
+            .await?
+            .last_log_index
             .unwrap_or(0);
         self.cluster.mesh.isolate(id);
         // Clients behind a health-checking balancer stop using the cut-off node; without
@@ -450,8 +454,8 @@ impl Nemesis<'_> {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let leader = self.leader().await?;
             let status = self.cluster.node(leader)?.status().await?;
-            snapshot = status["snapshot"].as_u64().unwrap_or(0);
-            purged = status["purged"].as_u64().unwrap_or(0);
+            snapshot = status.snapshot.unwrap_or(0);
+            purged = status.purged.unwrap_or(0);
         }
         self.cluster.mesh.heal();
         self.targets.set(self.cluster.targets());
@@ -476,11 +480,13 @@ impl Nemesis<'_> {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let installed = self.cluster.node(id)?.status().await.ok().and_then(|s| {
-                s["snapshot"]
-                    .as_u64()
-                    .filter(|at| *at >= snapshot.saturating_sub(1))
-            });
+            let installed = self
+                .cluster
+                .node(id)?
+                .status()
+                .await
+                .ok()
+                .and_then(|s| s.snapshot.filter(|at| *at >= snapshot.saturating_sub(1)));
             if let Some(at) = installed {
                 note.push_str(&format!("; its snapshot is now at {at}"));
                 return Ok(note);

@@ -6,15 +6,15 @@
 
 use std::time::Duration;
 
-use licensed_chaos::process::{licensed_binary, peers_arg, NodeProcess, NodeSpec};
 use licensed_chaos::proxy::ProxyMesh;
+use licensed_testkit::{licensed_binary, peers_arg, NodeProcess, NodeSpec};
 
 /// Leader ids as the given nodes see them (None: unknown or unreachable).
 async fn leaders(nodes: &[NodeProcess], which: &[usize]) -> Vec<Option<u64>> {
     let mut seen = Vec::new();
     for &index in which {
         let leader = match nodes[index].status().await {
-            Ok(status) => status["leader"].as_u64(),
+            Ok(status) => status.leader,
             Err(_) => None,
         };
         seen.push(leader);
@@ -43,7 +43,7 @@ async fn agreed_leader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioning_the_leader_moves_leadership() {
-    let binary = licensed_binary().expect("build the licensed binary or set LICENSED_BIN");
+    let binary = licensed_binary().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("temp dir");
     let specs: Vec<NodeSpec> = (1..=3)
         .map(|id| {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use licensed_chaos::checker::Verdict;
 use licensed_chaos::nemesis::FaultKind;
-use licensed_chaos::process::licensed_binary;
 use licensed_chaos::run::{run, RunConfig};
+use licensed_testkit::licensed_binary;
 
 fn config(out: &std::path::Path, faults: Vec<FaultKind>, seed: u64) -> RunConfig {
     RunConfig {
@@ -21,7 +21,7 @@ fn config(out: &std::path::Path, faults: Vec<FaultKind>, seed: u64) -> RunConfig
         hold: Duration::from_secs(3),
         gap: Duration::from_secs(1),
         seed,
-        binary: licensed_binary().expect("the licensed binary (cargo test --workspace builds it)"),
+        binary: licensed_binary().unwrap_or_else(|e| panic!("{e}")),
         out: out.to_path_buf(),
         broken: None,
     }

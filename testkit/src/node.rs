@@ -1,11 +1,7 @@
 //! Real `licensed` node processes: start one and wait until it serves, crash it with
 //! SIGKILL, freeze it with SIGSTOP, stop it gracefully, restart it on the same ports and
-//! data, skew its wall clock, give it a small disk.
-//!
-//! Children never outlive the harness: [`NodeProcess`] kills its child on drop (which also
-//! runs when a test panics), and the child is made to receive SIGKILL from the kernel when
-//! the thread that started it dies (`PR_SET_PDEATHSIG`), which covers `process::exit` and
-//! a harness that is itself killed.
+//! data, skew its wall clock, give it a small disk, ask it for its status and send it
+//! admin changes.
 //!
 //! # Clock skew
 //!
@@ -18,42 +14,36 @@
 //!
 //! # Small disks
 //!
-//! A node may get a tmpfs of a fixed size as its data directory, so a chaos run can fill
-//! it up ([`NodeProcess::fill_disk`]). Mounting needs root (`CAP_SYS_ADMIN`). The tmpfs is
+//! A node may get a tmpfs of a fixed size as its data directory, so that it can be filled
+//! up ([`NodeProcess::fill_disk`]). Mounting needs root (`CAP_SYS_ADMIN`). The tmpfs is
 //! mounted for the lifetime of the [`NodeProcess`], so its content survives restarts like
 //! a disk would, and is unmounted on drop.
 
-use std::collections::BTreeSet;
 use std::ffi::CString;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use rand::Rng;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use licensed::cluster::admin::AdminClient;
+use licensed::cluster::admin::ClusterStatus;
+use tokio::process::Command;
 
-/// What `licensed` prints on stdout once it serves clients.
+use crate::error::{io_error, Error};
+use crate::ports::free_port;
+use crate::process::{Process, ReadySignal};
+
+/// What `licensed` prints on stdout once it serves clients (the address follows).
 pub const READY_LINE_PREFIX: &str = "licensed listening on http://";
 /// How long [`NodeProcess::start`] waits for the ready line unless the spec says otherwise.
 /// Static bootstrap waits for every peer, so the first node of a cluster may take a while.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout of the status, health and readiness requests.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many log lines errors quote.
-const LOG_TAIL_LINES: usize = 40;
-/// How much of the end of a log file is read to quote its last lines.
-const LOG_TAIL_BYTES: u64 = 64 * 1024;
-/// Ports below this are left to well-known services.
-const PORT_FLOOR: u16 = 20_000;
 /// Name of the file that [`NodeProcess::fill_disk`] grows in the data directory.
-const FILLER: &str = "chaos-disk-filler";
+const FILLER: &str = "testkit-disk-filler";
 /// Where Debian and derivatives install libfaketime (multiarch dir first).
 const FAKETIME_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/faketime",
@@ -61,82 +51,6 @@ const FAKETIME_DIRS: &[&str] = &[
     "/usr/lib/faketime",
     "/usr/local/lib/faketime",
 ];
-
-/// Why a node could not be driven as asked.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// A file, directory, mount or process operation failed.
-    #[error("node {id}: {context}: {source}")]
-    Io {
-        /// The node.
-        id: u64,
-        /// What was being done.
-        context: String,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The operation needs a stopped node.
-    #[error("node {id} is running")]
-    Running {
-        /// The node.
-        id: u64,
-    },
-    /// The operation needs a running node.
-    #[error("node {id} is not running")]
-    NotRunning {
-        /// The node.
-        id: u64,
-    },
-    /// The process ended before printing its ready line.
-    #[error("node {id} exited ({status}) before it was ready; end of its log:\n{log_tail}")]
-    ExitedEarly {
-        /// The node.
-        id: u64,
-        /// How it ended.
-        status: ExitStatus,
-        /// The last lines of its log.
-        log_tail: String,
-    },
-    /// The process did not print its ready line in time; it has been killed.
-    #[error("node {id} not ready within {timeout:?} (killed); end of its log:\n{log_tail}")]
-    NotReady {
-        /// The node.
-        id: u64,
-        /// How long it was given.
-        timeout: Duration,
-        /// The last lines of its log.
-        log_tail: String,
-    },
-    /// The process ignored SIGTERM for too long; it has been killed.
-    #[error("node {id} still running {timeout:?} after SIGTERM (killed)")]
-    StopTimeout {
-        /// The node.
-        id: u64,
-        /// How long it was given.
-        timeout: Duration,
-    },
-    /// An HTTP request to the node failed.
-    #[error("node {id}: {url}: {source}")]
-    Http {
-        /// The node.
-        id: u64,
-        /// What was asked.
-        url: String,
-        /// The cause.
-        source: reqwest::Error,
-    },
-    /// The node answered an admin request with a refusal.
-    #[error("node {id} refused: {reason}")]
-    Refused {
-        /// The node.
-        id: u64,
-        /// The node's reason.
-        reason: String,
-    },
-    /// A clock offset was asked for, but libfaketime is not installed.
-    #[error("libfaketime not found (Debian package `faketime`)")]
-    NoFaketime,
-}
 
 /// Everything needed to run one node. Ports are fixed at creation so that a restarted node
 /// comes back at the address its peers know.
@@ -146,7 +60,8 @@ pub struct NodeSpec {
     pub id: u64,
     /// The `licensed` executable.
     pub binary: PathBuf,
-    /// Client port on 127.0.0.1 (`--listen`).
+    /// Client port on 127.0.0.1 (`--listen`). 0 lets the kernel choose at the first start;
+    /// the port the node reports in its ready line is kept for later starts.
     pub api_port: u16,
     /// Node-to-node port on 127.0.0.1 (`--raft-listen`).
     pub raft_port: u16,
@@ -166,21 +81,41 @@ pub struct NodeSpec {
     pub admin_token: Option<String>,
     /// How long [`NodeProcess::start`] waits for the ready line.
     pub ready_timeout: Duration,
+    /// Whether the node's stderr goes to the harness's stderr rather than its log.
+    pub inherit_stderr: bool,
 }
 
 impl NodeSpec {
-    /// A spec with free ports, no extra flags, a real clock and the data directory on the
-    /// disk it is on.
+    /// A spec with free ports (see [`free_port`]), no extra flags, a real clock and the
+    /// data directory on the disk it is on.
     pub fn new(
         id: u64,
         binary: impl Into<PathBuf>,
         data_dir: impl Into<PathBuf>,
     ) -> io::Result<Self> {
-        Ok(NodeSpec {
+        Ok(Self::with_ports(
+            id,
+            binary,
+            data_dir,
+            free_port()?,
+            free_port()?,
+        ))
+    }
+
+    /// A spec with the given ports (0: the kernel's choice), otherwise like
+    /// [`NodeSpec::new`].
+    pub fn with_ports(
+        id: u64,
+        binary: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+        api_port: u16,
+        raft_port: u16,
+    ) -> Self {
+        NodeSpec {
             id,
             binary: binary.into(),
-            api_port: free_port()?,
-            raft_port: free_port()?,
+            api_port,
+            raft_port,
             data_dir: data_dir.into(),
             args: Vec::new(),
             env: Vec::new(),
@@ -188,7 +123,8 @@ impl NodeSpec {
             tmpfs_bytes: None,
             admin_token: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
-        })
+            inherit_stderr: false,
+        }
     }
 
     /// Adds one flag or value.
@@ -237,6 +173,13 @@ impl NodeSpec {
         self
     }
 
+    /// Sends the node's stderr to the harness's stderr (a test run shows it) instead of
+    /// the log file.
+    pub fn inherit_stderr(mut self, inherit: bool) -> Self {
+        self.inherit_stderr = inherit;
+        self
+    }
+
     /// The client address.
     pub fn api_addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.api_port))
@@ -247,7 +190,7 @@ impl NodeSpec {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.raft_port))
     }
 
-    /// Where the node's stdout and stderr go: `node-ID.log` next to the data directory.
+    /// Where the node's output goes: `node-ID.log` next to the data directory.
     pub fn log_path(&self) -> PathBuf {
         self.side_dir().join(format!("node-{}.log", self.id))
     }
@@ -272,70 +215,6 @@ pub fn peers_arg(specs: &[NodeSpec]) -> String {
         .map(|spec| format!("{}={}", spec.id, spec.raft_addr()))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The `licensed` executable of this build: `$LICENSED_BIN`, else `licensed` next to the
-/// running executable or one directory up (where it sits when this is a test binary in
-/// `target/debug/deps`), else under `$CARGO_TARGET_DIR/debug`.
-pub fn licensed_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LICENSED_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            candidates.push(dir.join("licensed"));
-        }
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(Path::new(&target).join("debug").join("licensed"));
-    }
-    candidates.into_iter().find(|path| path.is_file())
-}
-
-/// Ports handed out by [`free_port`] in this process, so no two nodes get the same one.
-static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-/// A free loopback port for a node to listen on.
-///
-/// Picked below the kernel's ephemeral range when possible: a restarted node must bind the
-/// same port again, and an ephemeral port may meanwhile have become the local end of some
-/// outgoing connection. Freeness is checked by binding; the port is released at once, so
-/// another process could still take it before the node binds it.
-pub fn free_port() -> io::Result<u16> {
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    let ephemeral_start = ephemeral_port_range().map_or(32_768, |(start, _)| start);
-    if ephemeral_start > PORT_FLOOR {
-        let mut rng = rand::thread_rng();
-        for _ in 0..256 {
-            let port = rng.gen_range(PORT_FLOOR..ephemeral_start);
-            if !handed_out.contains(&port)
-                && std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-            {
-                handed_out.insert(port);
-                return Ok(port);
-            }
-        }
-    }
-    // Fall back on the kernel's choice.
-    for _ in 0..64 {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let port = listener.local_addr()?.port();
-        if handed_out.insert(port) {
-            return Ok(port);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "no free loopback port found",
-    ))
-}
-
-/// The kernel's ephemeral port range, from procfs.
-fn ephemeral_port_range() -> Option<(u16, u16)> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut bounds = text.split_whitespace().map(str::parse::<u16>);
-    Some((bounds.next()?.ok()?, bounds.next()?.ok()?))
 }
 
 /// libfaketime's shared library: `$LIBFAKETIME` if set, else the multi-threaded build
@@ -394,22 +273,14 @@ impl Drop for TmpfsMount {
 
 /// One `licensed` node process, restartable. Not started on creation.
 ///
-/// Start it from a runtime worker thread or the main thread, not from `spawn_blocking`:
-/// the kernel's parent-death signal fires when the *thread* that spawned the child ends,
-/// and blocking-pool threads end when idle.
+/// Start it from a runtime worker thread or the thread running `block_on`, not from
+/// `spawn_blocking` (see [`Process`]). Dropping it kills the node.
 #[derive(Debug)]
 pub struct NodeProcess {
     spec: NodeSpec,
-    child: Option<Child>,
-    /// Copies the child's stdout into the log; ends when the child closes its stdout.
-    stdout_task: Option<JoinHandle<()>>,
-    /// Whether we sent SIGSTOP and no SIGCONT since.
-    stopped: bool,
-    /// How the previous run ended, when known.
-    last_exit: Option<ExitStatus>,
-    /// How many times the node was started.
-    starts: u32,
+    process: Process,
     http: reqwest::Client,
+    admin: AdminClient,
     /// Declared last: unmounted only after the child is gone.
     _tmpfs: Option<TmpfsMount>,
 }
@@ -417,10 +288,10 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Prepares the node: creates its data directory, mounts its tmpfs and writes its clock
     /// offset if the spec asks for them. Starts nothing.
-    pub fn new(spec: NodeSpec) -> Result<NodeProcess, NodeError> {
-        let id = spec.id;
+    pub fn new(spec: NodeSpec) -> Result<NodeProcess, Error> {
+        let name = format!("node {}", spec.id);
         std::fs::create_dir_all(&spec.data_dir).map_err(io_error(
-            id,
+            &name,
             format!("creating {}", spec.data_dir.display()),
         ))?;
         let tmpfs = spec
@@ -428,12 +299,12 @@ impl NodeProcess {
             .map(|bytes| TmpfsMount::mount(&spec.data_dir, bytes))
             .transpose()
             .map_err(io_error(
-                id,
+                &name,
                 format!("mounting a tmpfs on {}", spec.data_dir.display()),
             ))?;
         if let Some(offset) = spec.clock_offset_secs {
             write_clock_offset(&spec.clock_file(), offset)
-                .map_err(io_error(id, "writing the clock offset".to_string()))?;
+                .map_err(io_error(&name, "writing the clock offset".to_string()))?;
         }
         let http = reqwest::Client::builder()
             // Node addresses are loopback; an HTTP(S)_PROXY in the environment must not
@@ -441,19 +312,23 @@ impl NodeProcess {
             .no_proxy()
             .timeout(PROBE_TIMEOUT)
             .build()
-            .map_err(|source| NodeError::Http {
-                id,
+            .map_err(|source| Error::Http {
+                name: name.clone(),
                 url: String::new(),
                 source,
             })?;
+        let admin = AdminClient::new(&spec.raft_addr().to_string(), spec.admin_token.clone())
+            .map_err(|source| Error::Admin {
+                name: name.clone(),
+                source,
+            })?;
+        let mut process = Process::new(name, spec.log_path());
+        process.inherit_stderr(spec.inherit_stderr);
         Ok(NodeProcess {
             spec,
-            child: None,
-            stdout_task: None,
-            stopped: false,
-            last_exit: None,
-            starts: 0,
+            process,
             http,
+            admin,
             _tmpfs: tmpfs,
         })
     }
@@ -483,84 +358,46 @@ impl NodeProcess {
         self.spec.id
     }
 
+    /// The process underneath (signals, state, log).
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
     /// Spawns the node and waits until it prints its ready line (or the spec's ready
     /// timeout passes: then it is killed). Output goes to [`NodeSpec::log_path`],
     /// appended, each run headed by a marker line.
-    pub async fn start(&mut self) -> Result<(), NodeError> {
-        let id = self.spec.id;
-        if self.is_running() {
-            return Err(NodeError::Running { id });
+    pub async fn start(&mut self) -> Result<(), Error> {
+        let ready = self.spawn()?;
+        let line = self
+            .process
+            .wait_started(ready, self.spec.ready_timeout)
+            .await?;
+        self.learn_api_port(&line);
+        Ok(())
+    }
+
+    /// Spawns the node without waiting; the signal reports its ready line. With an API
+    /// port of 0 only [`NodeProcess::start`] learns the port the kernel chose.
+    pub fn spawn(&mut self) -> Result<ReadySignal, Error> {
+        let command = self.command()?;
+        self.process.spawn(command, Some(READY_LINE_PREFIX))
+    }
+
+    /// Keeps the client port a node started on port 0 reports.
+    fn learn_api_port(&mut self, ready_line: &str) {
+        if self.spec.api_port != 0 {
+            return;
         }
-        self.starts += 1;
-        let log_path = self.spec.log_path();
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_error(id, format!("opening {}", log_path.display())))?;
-        writeln!(
-            log,
-            "===== chaos: start #{} of node {id} =====",
-            self.starts
-        )
-        .map_err(io_error(id, format!("writing {}", log_path.display())))?;
-        let stderr = log
-            .try_clone()
-            .map_err(io_error(id, "duplicating the log handle".to_string()))?;
-
-        let mut command = self.command()?;
-        command.stderr(Stdio::from(stderr));
-        let mut child = command.spawn().map_err(io_error(
-            id,
-            format!("starting {}", self.spec.binary.display()),
-        ))?;
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let stdout_task = child.stdout.take().map(|stdout| {
-            tokio::spawn(copy_stdout(
-                stdout,
-                tokio::fs::File::from_std(log),
-                ready_tx,
-            ))
-        });
-        self.stdout_task = stdout_task;
-        self.stopped = false;
-        // Owned by `self` from here on, so a cancelled start still kills it on drop.
-        let child = self.child.insert(child);
-
-        let timeout = self.spec.ready_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let exited = tokio::select! {
-            ready = ready_rx => match ready {
-                Ok(()) => return Ok(()),
-                // Stdout closed without the line: the process is going away.
-                Err(_) => tokio::time::timeout_at(deadline, child.wait()).await.ok(),
-            },
-            status = child.wait() => Some(status),
-            _ = tokio::time::sleep_until(deadline) => None,
-        };
-        match exited {
-            Some(status) => {
-                let status = status.map_err(io_error(id, "waiting for the process".to_string()))?;
-                self.forget_child(Some(status)).await;
-                Err(NodeError::ExitedEarly {
-                    id,
-                    status,
-                    log_tail: self.log_tail(LOG_TAIL_LINES),
-                })
-            }
-            None => {
-                self.kill9().await?;
-                Err(NodeError::NotReady {
-                    id,
-                    timeout,
-                    log_tail: self.log_tail(LOG_TAIL_LINES),
-                })
-            }
+        let addr = ready_line
+            .strip_prefix(READY_LINE_PREFIX)
+            .and_then(|addr| addr.trim().parse::<SocketAddr>().ok());
+        if let Some(addr) = addr {
+            self.spec.api_port = addr.port();
         }
     }
 
     /// The command line of one run.
-    fn command(&self) -> Result<Command, NodeError> {
+    fn command(&self) -> Result<Command, Error> {
         let spec = &self.spec;
         let mut command = Command::new(&spec.binary);
         command
@@ -588,7 +425,7 @@ impl NodeProcess {
         }
         command.envs(spec.env.iter().map(|(key, value)| (key, value)));
         if spec.clock_offset_secs.is_some() {
-            let library = faketime_library().ok_or(NodeError::NoFaketime)?;
+            let library = faketime_library().ok_or(Error::NoFaketime)?;
             command
                 .env("LD_PRELOAD", library)
                 // The offset is read from the file (and re-read every second), not from
@@ -598,106 +435,62 @@ impl NodeProcess {
                 .env("FAKETIME_CACHE_DURATION", "1")
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group: a Ctrl-C in the harness's terminal is the harness's
-            // to handle, not something that stops nodes behind its back.
-            .process_group(0);
-        // SAFETY: the hook only makes async-signal-safe system calls (see `die_with_parent`).
-        unsafe {
-            command.pre_exec(die_with_parent(std::process::id()));
-        }
         Ok(command)
     }
 
     /// Sends SIGKILL (a crash) and waits until the process is gone. Nothing happens if it
     /// is not running.
-    pub async fn kill9(&mut self) -> Result<(), NodeError> {
-        let id = self.spec.id;
-        let Some(child) = self.child.as_mut() else {
-            return Ok(());
-        };
-        // SIGKILL ends a stopped process too.
-        let _ = child.start_kill();
-        let status = child
-            .wait()
-            .await
-            .map_err(io_error(id, "waiting for the killed process".to_string()))?;
-        self.forget_child(Some(status)).await;
-        Ok(())
+    pub async fn kill9(&mut self) -> Result<(), Error> {
+        self.process.kill9().await
     }
 
-    /// Freezes the process (SIGSTOP): it keeps its sockets and its peers' connections but
+    /// Freezes the node (SIGSTOP): it keeps its sockets and its peers' connections but
     /// answers nothing, like a node stuck in a long GC pause or a paused VM.
-    pub fn sigstop(&mut self) -> Result<(), NodeError> {
-        self.signal(libc::SIGSTOP)?;
-        self.stopped = true;
-        Ok(())
+    pub fn sigstop(&mut self) -> Result<(), Error> {
+        self.process.sigstop()
     }
 
-    /// Resumes a frozen process (SIGCONT).
-    pub fn sigcont(&mut self) -> Result<(), NodeError> {
-        self.signal(libc::SIGCONT)?;
-        self.stopped = false;
-        Ok(())
+    /// Resumes a frozen node (SIGCONT).
+    pub fn sigcont(&mut self) -> Result<(), Error> {
+        self.process.sigcont()
     }
 
     /// Whether the node is frozen by [`NodeProcess::sigstop`].
     pub fn is_stopped(&self) -> bool {
-        self.stopped && self.child.is_some()
+        self.process.is_stopped()
     }
 
     /// Asks the node to stop (SIGTERM: it hands leadership over and shuts down) and waits
     /// up to `timeout`; a frozen node is resumed so it can act on the signal. If it is
-    /// still running then, it is killed and [`NodeError::StopTimeout`] returned.
-    pub async fn sigterm_and_wait(&mut self, timeout: Duration) -> Result<ExitStatus, NodeError> {
-        let id = self.spec.id;
-        self.signal(libc::SIGTERM)?;
-        if self.stopped {
-            self.sigcont()?;
-        }
-        let Some(child) = self.child.as_mut() else {
-            return Err(NodeError::NotRunning { id });
-        };
-        match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(status) => {
-                let status = status.map_err(io_error(id, "waiting for the process".to_string()))?;
-                self.forget_child(Some(status)).await;
-                Ok(status)
-            }
-            Err(_) => {
-                self.kill9().await?;
-                Err(NodeError::StopTimeout { id, timeout })
-            }
-        }
+    /// still running then, it is killed and [`Error::StopTimeout`] returned.
+    pub async fn sigterm_and_wait(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        self.process.sigterm_and_wait(timeout).await
     }
 
     /// Kills the node if it runs (a crash, not a clean stop), then starts it again with
     /// the same ports, data and flags.
-    pub async fn restart(&mut self) -> Result<(), NodeError> {
+    pub async fn restart(&mut self) -> Result<(), Error> {
         self.kill9().await?;
         self.start().await
     }
 
     /// Deletes everything in the data directory (the directory itself stays: it may be a
     /// mount point). The node must not be running.
-    pub fn wipe_data_dir(&mut self) -> Result<(), NodeError> {
-        let id = self.spec.id;
+    pub fn wipe_data_dir(&mut self) -> Result<(), Error> {
+        let name = self.process.name().to_string();
         if self.is_running() {
-            return Err(NodeError::Running { id });
+            return Err(Error::Running { name });
         }
         let dir = &self.spec.data_dir;
         let context = || format!("wiping {}", dir.display());
-        for entry in std::fs::read_dir(dir).map_err(io_error(id, context()))? {
-            let path = entry.map_err(io_error(id, context()))?.path();
+        for entry in std::fs::read_dir(dir).map_err(io_error(&name, context()))? {
+            let path = entry.map_err(io_error(&name, context()))?.path();
             let removed = if path.is_dir() && !path.is_symlink() {
                 std::fs::remove_dir_all(&path)
             } else {
                 std::fs::remove_file(&path)
             };
-            removed.map_err(io_error(id, format!("removing {}", path.display())))?;
+            removed.map_err(io_error(&name, format!("removing {}", path.display())))?;
         }
         Ok(())
     }
@@ -705,14 +498,14 @@ impl NodeProcess {
     /// Fills the data directory's file system until it has no space left; returns the bytes
     /// written. Meant for a tmpfs data directory (on a real disk it fills that disk).
     /// [`NodeProcess::free_disk`] undoes it.
-    pub fn fill_disk(&self) -> Result<u64, NodeError> {
-        let id = self.spec.id;
+    pub fn fill_disk(&self) -> Result<u64, Error> {
+        let name = self.process.name();
         let path = self.spec.data_dir.join(FILLER);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(io_error(id, format!("creating {}", path.display())))?;
+            .map_err(io_error(name, format!("creating {}", path.display())))?;
         let block = vec![0u8; 64 * 1024];
         let mut written = 0u64;
         loop {
@@ -721,18 +514,18 @@ impl NodeProcess {
                 Ok(n) => written += n as u64,
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error(id, format!("filling {}", path.display()))(e)),
+                Err(e) => return Err(io_error(name, format!("filling {}", path.display()))(e)),
             }
         }
         Ok(written)
     }
 
     /// Removes what [`NodeProcess::fill_disk`] wrote.
-    pub fn free_disk(&self) -> Result<(), NodeError> {
+    pub fn free_disk(&self) -> Result<(), Error> {
         let path = self.spec.data_dir.join(FILLER);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(
-                self.spec.id,
+                self.process.name(),
                 format!("removing {}", path.display()),
             )(e)),
             _ => Ok(()),
@@ -742,13 +535,13 @@ impl NodeProcess {
     /// Shifts the node's wall clock to `secs` from the real time. A node started with a
     /// clock offset in its spec picks the change up within about a second; otherwise it
     /// applies from the next start. Returns whether the running node follows at once.
-    pub fn set_clock_offset(&mut self, secs: i64) -> Result<bool, NodeError> {
-        let live = self.spec.clock_offset_secs.is_some() && self.child.is_some();
+    pub fn set_clock_offset(&mut self, secs: i64) -> Result<bool, Error> {
+        let live = self.spec.clock_offset_secs.is_some() && self.process.is_started();
         if !live && faketime_library().is_none() {
-            return Err(NodeError::NoFaketime);
+            return Err(Error::NoFaketime);
         }
         write_clock_offset(&self.spec.clock_file(), secs).map_err(io_error(
-            self.spec.id,
+            self.process.name(),
             "writing the clock offset".to_string(),
         ))?;
         self.spec.clock_offset_secs = Some(secs);
@@ -757,41 +550,33 @@ impl NodeProcess {
 
     /// Whether the process is alive (frozen counts as alive). Notices a crash.
     pub fn is_running(&mut self) -> bool {
-        let Some(child) = self.child.as_mut() else {
-            return false;
-        };
-        match child.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
-                self.last_exit = Some(status);
-                self.child = None;
-                self.stopped = false;
-                false
-            }
-            Err(_) => false,
-        }
+        self.process.is_running()
+    }
+
+    /// Whether it was started and not yet seen to end, frozen or not (no system call).
+    pub fn is_started(&self) -> bool {
+        self.process.is_started()
     }
 
     /// How the last run ended, once known (after a kill, a stop, or
     /// [`NodeProcess::is_running`] noticing an exit).
     pub fn last_exit(&self) -> Option<ExitStatus> {
-        self.last_exit
+        self.process.last_exit()
     }
 
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+        self.process.pid()
     }
 
-    /// The scheduler state letter from `/proc/PID/stat` (`S` sleeping, `R` running,
-    /// `T` stopped, `Z` zombie, ...), while the process exists.
+    /// The scheduler state letter of the process (see [`crate::proc_state`]).
     pub fn proc_state(&self) -> Option<char> {
-        self.pid().and_then(proc_state)
+        self.process.proc_state()
     }
 
     /// How many times the node was started.
     pub fn starts(&self) -> u32 {
-        self.starts
+        self.process.starts()
     }
 
     /// `http://127.0.0.1:PORT`, the base of the client API.
@@ -816,31 +601,22 @@ impl NodeProcess {
 
     /// The last `lines` lines of the node's log (all runs).
     pub fn log_tail(&self, lines: usize) -> String {
-        read_tail(&self.spec.log_path(), lines).unwrap_or_default()
+        self.process.log_tail(lines)
+    }
+
+    /// The admin client of this node (with the spec's admin token).
+    pub fn admin(&self) -> &AdminClient {
+        &self.admin
     }
 
     /// The node's view of the cluster (`GET /cluster/admin/status`: members, leader, term,
     /// log indexes).
-    pub async fn status(&self) -> Result<serde_json::Value, NodeError> {
-        let url = format!(
-            "http://{}{}",
-            self.raft_addr(),
-            licensed::cluster::admin::STATUS_PATH
-        );
-        let http_error = |source| NodeError::Http {
-            id: self.spec.id,
-            url: url.clone(),
-            source,
-        };
-        self.http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(http_error)?
-            .json()
-            .await
-            .map_err(http_error)
+    pub async fn status(&self) -> Result<ClusterStatus, Error> {
+        let status = self.admin.status();
+        match tokio::time::timeout(PROBE_TIMEOUT, status).await {
+            Ok(answer) => answer.map_err(|source| self.admin_error(source)),
+            Err(_) => Err(self.timeout("status answer", PROBE_TIMEOUT)),
+        }
     }
 
     /// Whether `GET /readyz` answers 200: the node knows a leader and has applied what is
@@ -883,12 +659,9 @@ impl NodeProcess {
         id: u64,
         raft_addr: SocketAddr,
         timeout: Duration,
-    ) -> Result<String, NodeError> {
-        let request = licensed::cluster::admin::AddRequest {
-            id,
-            raft_addr: raft_addr.to_string(),
-        };
-        self.admin(licensed::cluster::admin::ADD_PATH, &request, timeout)
+    ) -> Result<String, Error> {
+        let addr = raft_addr.to_string();
+        self.timed("answer to the add", timeout, self.admin.add(id, &addr))
             .await
     }
 
@@ -899,138 +672,52 @@ impl NodeProcess {
         id: u64,
         force: bool,
         timeout: Duration,
-    ) -> Result<String, NodeError> {
-        let request = licensed::cluster::admin::RemoveRequest { id, force };
-        self.admin(licensed::cluster::admin::REMOVE_PATH, &request, timeout)
-            .await
+    ) -> Result<String, Error> {
+        self.timed(
+            "answer to the removal",
+            timeout,
+            self.admin.remove(id, force),
+        )
+        .await
     }
 
     /// Asks the cluster, through this node, to hand leadership to node `to`.
-    pub async fn transfer_leader(&self, to: u64, timeout: Duration) -> Result<String, NodeError> {
-        let request = licensed::cluster::admin::TransferRequest { to };
-        self.admin(licensed::cluster::admin::TRANSFER_PATH, &request, timeout)
-            .await
+    pub async fn transfer_leader(&self, to: u64, timeout: Duration) -> Result<String, Error> {
+        self.timed(
+            "answer to the transfer",
+            timeout,
+            self.admin.transfer_leader(to),
+        )
+        .await
     }
 
-    /// POSTs an admin request; the answer is `{"ok": true, "message"}` or
-    /// `{"ok": false, "reason"}`.
-    async fn admin<T: serde::Serialize>(
+    /// An admin call bounded by `timeout`.
+    async fn timed(
         &self,
-        path: &str,
-        request: &T,
+        what: &str,
         timeout: Duration,
-    ) -> Result<String, NodeError> {
-        let id = self.spec.id;
-        let url = format!("http://{}{path}", self.raft_addr());
-        let http_error = |source| NodeError::Http {
-            id,
-            url: url.clone(),
+        call: impl std::future::Future<Output = Result<String, licensed::cluster::admin::AdminError>>,
+    ) -> Result<String, Error> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(answer) => answer.map_err(|source| self.admin_error(source)),
+            Err(_) => Err(self.timeout(what, timeout)),
+        }
+    }
+
+    fn admin_error(&self, source: licensed::cluster::admin::AdminError) -> Error {
+        Error::Admin {
+            name: self.process.name().to_string(),
             source,
-        };
-        let mut call = self.http.post(&url).timeout(timeout).json(request);
-        if let Some(token) = &self.spec.admin_token {
-            call = call.bearer_auth(token);
-        }
-        let answer: serde_json::Value = call
-            .send()
-            .await
-            .map_err(http_error)?
-            .json()
-            .await
-            .map_err(http_error)?;
-        let text = |key: &str| answer[key].as_str().unwrap_or_default().to_string();
-        if answer["ok"].as_bool() == Some(true) {
-            Ok(text("message"))
-        } else {
-            Err(NodeError::Refused {
-                id,
-                reason: text("reason"),
-            })
         }
     }
 
-    fn signal(&mut self, signal: libc::c_int) -> Result<(), NodeError> {
-        let id = self.spec.id;
-        if !self.is_running() {
-            return Err(NodeError::NotRunning { id });
-        }
-        let pid = self.pid().ok_or(NodeError::NotRunning { id })?;
-        let pid = libc::pid_t::try_from(pid).map_err(|_| NodeError::NotRunning { id })?;
-        // SAFETY: plain system call. The child is not reaped yet (we hold it), so the pid
-        // cannot belong to another process.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(io_error(id, format!("sending signal {signal}"))(
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Forgets a finished child; waits briefly for its output to reach the log.
-    async fn forget_child(&mut self, status: Option<ExitStatus>) {
-        self.child = None;
-        self.stopped = false;
-        if status.is_some() {
-            self.last_exit = status;
-        }
-        if let Some(task) = self.stdout_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    fn timeout(&self, what: &str, timeout: Duration) -> Error {
+        Error::Timeout {
+            name: self.process.name().to_string(),
+            what: what.to_string(),
+            timeout,
         }
     }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // Reaping is left to tokio (`kill_on_drop`); the tmpfs unmount is lazy.
-            let _ = child.start_kill();
-        }
-    }
-}
-
-/// Copies the child's stdout into the log and reports the ready line.
-async fn copy_stdout(stdout: ChildStdout, mut log: tokio::fs::File, ready: oneshot::Sender<()>) {
-    let mut lines = BufReader::new(stdout).lines();
-    let mut ready = Some(ready);
-    while let Ok(Some(line)) = lines.next_line().await {
-        let _ = log.write_all(line.as_bytes()).await;
-        let _ = log.write_all(b"\n").await;
-        // Flushed line by line: stderr goes to the same file straight from the child.
-        let _ = log.flush().await;
-        if line.starts_with(READY_LINE_PREFIX) {
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-        }
-    }
-}
-
-/// The `pre_exec` hook: the child gets SIGKILL when the thread that spawned it ends.
-///
-/// Runs between fork and exec, so it only makes async-signal-safe system calls and does
-/// not allocate.
-fn die_with_parent(parent: u32) -> impl FnMut() -> io::Result<()> + Send + Sync + 'static {
-    move || {
-        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // The parent may have died before the prctl: then no signal would ever come.
-        // SAFETY: getppid cannot fail.
-        let ppid = unsafe { libc::getppid() };
-        if u32::try_from(ppid).ok() != Some(parent) {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
-    }
-}
-
-/// The state letter of a process, from `/proc/PID/stat`.
-pub fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name in parentheses may contain anything; the state follows the last ')'.
-    let (_, after) = stat.rsplit_once(')')?;
-    after.trim_start().chars().next()
 }
 
 /// Writes a libfaketime offset (`+Ns` / `-Ns`) atomically, so a reader never sees half.
@@ -1040,27 +727,6 @@ fn write_clock_offset(path: &Path, secs: i64) -> io::Result<()> {
     std::fs::rename(&staging, path)
 }
 
-/// The last `lines` lines of a file, reading at most its last [`LOG_TAIL_BYTES`].
-fn read_tail(path: &Path, lines: usize) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    Ok(all[all.len().saturating_sub(lines)..].join("\n"))
-}
-
-/// Wraps an I/O error with the node and what was being done.
-fn io_error(id: u64, context: String) -> impl FnOnce(io::Error) -> NodeError {
-    move |source| NodeError::Io {
-        id,
-        context,
-        source,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -1068,6 +734,8 @@ mod tests {
     use std::sync::OnceLock;
 
     use super::*;
+    use crate::licensed_binary;
+    use crate::process::proc_state;
 
     /// A stand-in for `licensed`: prints the ready line with the `--listen` address, then
     /// becomes `sleep` (same pid, so signals reach it). `FAKE_MODE` varies the behaviour.
@@ -1138,12 +806,6 @@ exec sleep 30
     }
 
     #[test]
-    fn free_ports_are_distinct() {
-        let ports: BTreeSet<u16> = (0..50).map(|_| free_port().unwrap()).collect();
-        assert_eq!(ports.len(), 50);
-    }
-
-    #[test]
     fn spec_addresses_and_peers() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (spec(&dir, 1), spec(&dir, 2));
@@ -1154,12 +816,6 @@ exec sleep 30
             format!("1=127.0.0.1:{},2=127.0.0.1:{}", a.raft_port, b.raft_port)
         );
         assert_eq!(a.log_path(), dir.path().join("node-1").join("node-1.log"));
-    }
-
-    #[test]
-    fn proc_state_reads_past_odd_command_names() {
-        assert!(matches!(proc_state(std::process::id()), Some('R' | 'S')));
-        assert_eq!(proc_state(u32::MAX), None);
     }
 
     #[tokio::test]
@@ -1189,7 +845,7 @@ exec sleep 30
         let dir = tempfile::tempdir().unwrap();
         let mut node = NodeProcess::new(spec(&dir, 1).env("FAKE_MODE", "fail")).unwrap();
         match node.start().await {
-            Err(NodeError::ExitedEarly {
+            Err(Error::ExitedEarly {
                 status, log_tail, ..
             }) => {
                 assert_eq!(status.code(), Some(3));
@@ -1208,10 +864,7 @@ exec sleep 30
             .env("FAKE_MODE", "silent")
             .ready_timeout(Duration::from_millis(300));
         let mut node = NodeProcess::new(spec).unwrap();
-        assert!(matches!(
-            node.start().await,
-            Err(NodeError::NotReady { .. })
-        ));
+        assert!(matches!(node.start().await, Err(Error::NotReady { .. })));
         assert!(!node.is_running());
         assert_eq!(
             node.last_exit().and_then(|s| s.signal()),
@@ -1250,7 +903,7 @@ exec sleep 30
         );
         // Idempotent; signals need a running node.
         node.kill9().await.unwrap();
-        assert!(matches!(node.sigstop(), Err(NodeError::NotRunning { .. })));
+        assert!(matches!(node.sigstop(), Err(Error::NotRunning { .. })));
     }
 
     #[tokio::test]
@@ -1263,7 +916,7 @@ exec sleep 30
         assert!(!node.is_running());
         assert!(matches!(
             node.sigterm_and_wait(Duration::from_secs(1)).await,
-            Err(NodeError::NotRunning { .. })
+            Err(Error::NotRunning { .. })
         ));
     }
 
@@ -1289,10 +942,7 @@ exec sleep 30
         std::fs::create_dir_all(data.join("raft-log")).unwrap();
         std::fs::write(data.join("raft-log").join("000001.log"), "x").unwrap();
         std::fs::write(data.join("vote"), "x").unwrap();
-        assert!(matches!(
-            node.wipe_data_dir(),
-            Err(NodeError::Running { .. })
-        ));
+        assert!(matches!(node.wipe_data_dir(), Err(Error::Running { .. })));
         node.kill9().await.unwrap();
         node.wipe_data_dir().unwrap();
         assert!(data.is_dir());
@@ -1409,7 +1059,7 @@ exec sleep 30
     /// `LICENSED_BIN` overrides where it is looked for).
     #[tokio::test]
     async fn real_single_node() {
-        let binary = licensed_binary().expect("build the licensed binary or set LICENSED_BIN");
+        let binary = licensed_binary().unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
         let spec = NodeSpec::new(1, binary, dir.path().join("node-1").join("data"))
             .unwrap()
@@ -1431,7 +1081,7 @@ exec sleep 30
         );
         assert!(node.healthy().await);
         let status = node.status().await.unwrap();
-        assert_eq!(status["leader"], 1, "{status}");
+        assert_eq!(status.leader, Some(1), "{status:?}");
         let status = node
             .sigterm_and_wait(Duration::from_secs(10))
             .await

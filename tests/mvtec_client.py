@@ -1,10 +1,10 @@
-"""The Borrow API seed's Python client, unmodified but for BASE_URL, run against a server.
+"""MVTec's Python client of the Borrow API, unmodified but for BASE_URL, run against a server.
 
-Usage: python3 tests/seed_client.py http://127.0.0.1:22022/licenses
-(or set LICENSED_URL). Exits non-zero when anything differs from what the seed promises.
+Usage: python3 tests/mvtec_client.py http://127.0.0.1:22022/licenses
+(or set LICENSED_URL). Exits non-zero when anything differs from what the Borrow API promises.
 
 The functions call_api, list_licenses, borrow_license and get_borrowed_license are the
-seed document's, letter for letter; only BASE_URL comes from the command line.
+Borrow API document's, letter for letter; only BASE_URL comes from the command line.
 """
 
 import os
@@ -102,7 +102,7 @@ def get_borrowed_license(borrow_id: str) -> str:
     return response["result"]["license"]
 
 
-# ---- driver: the seed's usage examples, with checks --------------------------------------
+# ---- driver: the document's usage examples, with checks --------------------------------------
 
 
 def fail(message: str) -> None:
@@ -111,10 +111,10 @@ def fail(message: str) -> None:
 
 
 def expect_api_error(action, expected: str) -> None:
-    """Runs `action`, which must raise the seed client's exception with text `expected`."""
+    """Runs `action`, which must raise the client's exception with text `expected`."""
     try:
         action()
-    except Exception as error:  # the seed's functions raise plain Exception
+    except Exception as error:  # the client's functions raise plain Exception
         if str(error) != expected:
             fail(f"expected {expected!r}, got {str(error)!r}")
         return
@@ -124,21 +124,21 @@ def expect_api_error(action, expected: str) -> None:
 def main() -> None:
     print(f"Borrow API at {BASE_URL}")
 
-    # The seed's "List All Licenses" usage.
+    # The document's "List All Licenses" usage.
     licenses = list_licenses()
     for license in licenses:
         print(f"License: {license['feature']} - {license['uuid']}")
         print(f"  Edition: {license['edition']}, Version: {license['version']}")
         if license.get('borrowedIntervals'):
             print(f"  Borrowed intervals: {len(license['borrowedIntervals'])}")
-    seed = [l for l in licenses
+    example = [l for l in licenses
             if l["feature"] == "MVTec_HDevelop" and l["uuid"] == "118cf2e7b3d20001"]
-    if len(seed) != 1:
-        fail(f"the seed's license is not listed once: {licenses}")
-    if seed[0].get("borrowedIntervals"):
-        fail(f"a fresh server lists borrows: {seed[0]}")
+    if len(example) != 1:
+        fail(f"the example license is not listed once: {licenses}")
+    if example[0].get("borrowedIntervals"):
+        fail(f"a fresh server lists borrows: {example[0]}")
 
-    # The seed's "Borrow a License" usage.
+    # The document's "Borrow a License" usage.
     now = datetime.utcnow()
     license_data = borrow_license(
         feature="MVTec_HDevelop",
@@ -155,8 +155,8 @@ def main() -> None:
     # borrow_license returns only the license string: find the borrowId in the listing.
     valid_from = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     valid_until = (now + timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seed = [l for l in list_licenses() if l["uuid"] == "118cf2e7b3d20001"][0]
-    intervals = seed.get("borrowedIntervals") or []
+    example = [l for l in list_licenses() if l["uuid"] == "118cf2e7b3d20001"][0]
+    intervals = example.get("borrowedIntervals") or []
     matching = [i for i in intervals
                 if i["hostId"] == "MAC:2C549188C9E3"
                 and i["validFrom"] == valid_from
@@ -166,13 +166,13 @@ def main() -> None:
         fail(f"the borrow ({valid_from} to {valid_until}) is not listed once: {intervals}")
     borrow_id = matching[0]["borrowId"]
 
-    # The seed's "Get a Borrowed License" usage, with the borrowId we found.
+    # The document's "Get a Borrowed License" usage, with the borrowId we found.
     retrieved = get_borrowed_license(borrow_id)
     print(f"Retrieved license: {retrieved[:50]}...")
     if retrieved != license_data:
         fail("GetBorrowedLicenseV1 returned a different license string")
 
-    # The seed's errors come through its client as "API Error <code>: <message>".
+    # The errors come through the client as "API Error <code>: <message>".
     expect_api_error(
         lambda: borrow_license("MVTec_HDevelop", "118cf2e7b3d20001", "MAC:0A1B2C3D4E5F",
                                now, now + timedelta(hours=12)),

@@ -1,5 +1,5 @@
-//! Helpers for checking the Borrow API's wire contract (SPEC §2) from the outside:
-//! the seed's error texts, the listing, and dates relative to the test's clock.
+//! Helpers for checking the Borrow API's wire contract (docs/protocol.md) from the
+//! outside: the error texts, the listing, and dates relative to the test's clock.
 #![allow(dead_code)]
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::Server;
 
-/// The seed's `message` text for each error code, letter for letter.
-pub fn seed_message(code: i64) -> &'static str {
+/// The `message` text for each error code, letter for letter (docs/protocol.md §7).
+pub fn expected_message(code: i64) -> &'static str {
     match code {
         -32700 => "Parse error",
         -32600 => "Invalid Request",
@@ -20,11 +20,11 @@ pub fn seed_message(code: i64) -> &'static str {
         34 => "No matching license found",
         35 => "Invalid borrow interval",
         36 => "Invalid host id",
-        other => panic!("no seed message for code {other}"),
+        other => panic!("no Borrow API message for code {other}"),
     }
 }
 
-/// Asserts that `response` is a JSON-RPC error with `code`, the seed's message and a
+/// Asserts that `response` is a JSON-RPC error with `code`, the Borrow API's message and a
 /// non-empty `data.reason`, and nothing else; returns the reason.
 pub fn assert_error(response: &Value, code: i64) -> String {
     assert_eq!(response["jsonrpc"], "2.0", "jsonrpc member of {response}");
@@ -38,7 +38,7 @@ pub fn assert_error(response: &Value, code: i64) -> String {
     assert_eq!(error["code"], json!(code), "error code of {response}");
     assert_eq!(
         error["message"],
-        seed_message(code),
+        expected_message(code),
         "error message of {response}"
     );
     let reason = error["data"]["reason"].as_str().unwrap_or_default();
@@ -148,7 +148,7 @@ pub fn params(uuid: &str, host: &str, from: Option<&str>, until: Option<&str>) -
     params
 }
 
-/// The feature of a license by its uuid: `MVTec_HDevelop` for the seed's license and
+/// The feature of a license by its uuid: `MVTec_HDevelop` for the Borrow API's example license and
 /// `future`, `MVTec_HALCON` for every other license the tests use.
 pub fn feature_of(uuid: &str) -> &'static str {
     match uuid {
