@@ -132,7 +132,7 @@ pub struct NodeInfo {
     pub initialized: bool,
     /// The leader it knows.
     pub leader: Option<NodeId>,
-    /// Whether its data dir was admitted into a cluster (see [`super::identity`]); a node
+    /// Whether its data dir was admitted into a cluster (see [`crate::raft::identity`]); a node
     /// restarted on an empty data dir is not, whatever its id.
     #[serde(default)]
     pub admitted: bool,
@@ -142,7 +142,7 @@ pub struct NodeInfo {
 }
 
 /// Refuses when this node leads with a clock a quorum of the voters disagrees with: what
-/// it stamps would drag the ledger clock (see [`super::clock`]).
+/// it stamps would drag the ledger clock (see [`crate::raft::clock`]).
 fn check_clock(raft: &Raft, clocks: &ClockBook) -> Result<(), ClusterError> {
     use openraft::async_runtime::WatchReceiver;
     let metrics = raft.metrics();
