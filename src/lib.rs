@@ -14,7 +14,7 @@
 //!   index, membership and its admin API, forming and joining.
 //! - [`app`]: the narrow interface the API uses (borrow, read, status) and its caches.
 //! - [`rpc`]: JSON-RPC 2.0 envelope, methods, params, result objects, error codes.
-//! - [`server`]: the axum router for clients; [`metrics`]: Prometheus;
+//! - `server`: the axum router for clients; `metrics`: Prometheus;
 //!   [`telemetry`]: logging and signals.
 //! - [`config`]: flags and environment.
 //! - [`client`]: the Borrow API client used by `licensectl`, the load generator, tests and

@@ -1,11 +1,11 @@
 //! The narrow interface the JSON-RPC layer uses: borrow, read, status. It hides openraft
 //! and the ledger's locking from `rpc/`, and turns Raft failures into [`AppError`]s.
 //!
-//! - [`writes`]: proposals, appended here or forwarded to the leader in batches.
-//! - [`reads`]: linearizable reads through batched read-index rounds.
-//! - [`listing`]: the rendered `ListLicensesV1` answer, reused while it holds.
-//! - [`signing`] and [`signed_cache`]: license strings and return tokens.
-//! - [`retry`]: the one retry loop both writes and reads use.
+//! - `writes`: proposals, appended here or forwarded to the leader in batches.
+//! - `reads`: linearizable reads through batched read-index rounds.
+//! - `listing`: the rendered `ListLicensesV1` answer, reused while it holds.
+//! - `signing` and `signed_cache`: license strings and return tokens.
+//! - `retry`: the one retry loop both writes and reads use.
 
 mod listing;
 mod reads;

@@ -29,7 +29,7 @@ use crate::raft::node::Node;
 use crate::raft::routes::PeerRoutes;
 use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
 
-/// Forward writes to the leader, several in one request (see [`super::batcher`]).
+/// Forward writes to the leader, several in one request (see `cluster/batcher.rs`).
 pub const FORWARD_BATCH_PATH: &str = "/cluster/forward-batch";
 /// Ask the leader for a read index.
 pub const READ_INDEX_PATH: &str = "/cluster/read-index";
@@ -132,7 +132,7 @@ pub struct NodeInfo {
     pub initialized: bool,
     /// The leader it knows.
     pub leader: Option<NodeId>,
-    /// Whether its data dir was admitted into a cluster (see [`crate::raft::identity`]); a node
+    /// Whether its data dir was admitted into a cluster (see `raft/identity.rs`); a node
     /// restarted on an empty data dir is not, whatever its id.
     #[serde(default)]
     pub admitted: bool,
@@ -142,7 +142,7 @@ pub struct NodeInfo {
 }
 
 /// Refuses when this node leads with a clock a quorum of the voters disagrees with: what
-/// it stamps would drag the ledger clock (see [`crate::raft::clock`]).
+/// it stamps would drag the ledger clock (see `raft/clock.rs`).
 fn check_clock(raft: &Raft, clocks: &ClockBook) -> Result<(), ClusterError> {
     use openraft::async_runtime::WatchReceiver;
     let metrics = raft.metrics();

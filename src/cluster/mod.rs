@@ -1,10 +1,10 @@
 //! Cluster behaviour on top of Raft ([`crate::raft`]): any node answers any client.
 //!
 //! - [`forward`]: writes reaching a follower go to the leader, reads on a follower wait
-//!   for the leader's read index; [`batcher`] coalesces them into one request per round.
+//!   for the leader's read index; `batcher` coalesces them into one request per round.
 //! - [`admin`]: membership (status, add, remove, transfer-leader, admit), one file per
 //!   operation, its messages and its client.
-//! - [`formation`]: forming a cluster from `--peers`; [`startup`]: what a node does until
+//! - [`formation`]: forming a cluster from `--peers`; `startup`: what a node does until
 //!   it is ready.
 //!
 //! `DESIGN.md` beside this file walks a borrow and a read through followers and the

@@ -50,7 +50,7 @@ impl SharedLedger {
     }
 
     /// Read access. Only a writer can poison the lock, and a panic while writing aborts
-    /// the process ([`LedgerWrite`]), so a reader never sees a half-changed ledger.
+    /// the process (`LedgerWrite`), so a reader never sees a half-changed ledger.
     pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
         self.0
             .read()

@@ -109,7 +109,7 @@ impl AdminClient {
     }
 
     /// Admits node `node_id`'s data dir into cluster `cluster_id` (see
-    /// [`crate::raft::identity`]).
+    /// `raft/identity.rs`).
     pub async fn admit(&self, node_id: NodeId, cluster_id: Uuid) -> Result<String, AdminError> {
         let request = AdmitRequest {
             node_id,

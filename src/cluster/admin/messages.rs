@@ -12,7 +12,7 @@ pub const ADD_PATH: &str = "/cluster/admin/add";
 pub const REMOVE_PATH: &str = "/cluster/admin/remove";
 /// Hand leadership to a node.
 pub const TRANSFER_PATH: &str = "/cluster/admin/transfer-leader";
-/// Admit a node's data dir into a cluster (see [`crate::raft::identity`]): sent by the
+/// Admit a node's data dir into a cluster (see `raft/identity.rs`): sent by the
 /// node that creates the cluster, and by the leader before it adds a node.
 pub const ADMIT_PATH: &str = "/cluster/admin/admit";
 /// The cluster as this node sees it.
