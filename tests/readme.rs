@@ -249,9 +249,16 @@ fn sample_values(text: &str) -> Vec<Value> {
         .unwrap_or_else(|e| panic!("a JSON sample of README.md does not parse: {e}\n{text}"))
 }
 
-/// Every JSON value a block printed (curl prints answers without a newline between them;
-/// lines that are not JSON, such as tables, are skipped).
+/// Every JSON value a block printed: the whole output when it is JSON (`licensectl --json`
+/// prints it over several lines), else line by line (curl prints answers without a newline
+/// between them; lines that are not JSON, such as tables, are skipped).
 fn json_values(text: &str) -> Vec<Value> {
+    let whole: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .collect();
+    if let Ok(values) = whole {
+        return values;
+    }
     text.lines()
         .filter(|line| line.trim_start().starts_with('{') || line.trim_start().starts_with('['))
         .flat_map(|line| {
