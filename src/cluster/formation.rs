@@ -124,11 +124,12 @@ pub async fn bootstrap_static(
     node.identity.admit(cluster_id)?;
     for (&id, (_, raft_addr)) in members.iter().filter(|(id, _)| **id != my_id) {
         let token = admin_token.map(str::to_string);
-        let admitted = match AdminClient::new(raft_addr, token) {
-            Ok(admin) => admin.admit(id, cluster_id).await,
-            Err(e) => Err(e),
+        let admitted = async {
+            AdminClient::new(raft_addr, token)?
+                .admit(id, cluster_id)
+                .await
         };
-        admitted.map_err(|source| MembershipError::Remote {
+        admitted.await.map_err(|source| MembershipError::Remote {
             node: format!("admitting node {id} at {raft_addr}"),
             source,
         })?;

@@ -153,11 +153,12 @@ async fn join(
     if initialized && node.identity.get().admitted {
         return Ok(());
     }
-    let joined = match AdminClient::new(target, admin_token.map(str::to_string)) {
-        Ok(admin) => admin.add(node.id, &addr.raft_addr).await,
-        Err(e) => Err(e),
+    let joined = async {
+        AdminClient::new(target, admin_token.map(str::to_string))?
+            .add(node.id, &addr.raft_addr)
+            .await
     };
-    let message = joined.map_err(|source| MembershipError::Remote {
+    let message = joined.await.map_err(|source| MembershipError::Remote {
         node: format!("join via {target}"),
         source,
     })?;

@@ -549,6 +549,28 @@ impl FrozenLedger {
     }
 }
 
+/// A ledger bootstrapped with one license, `count` seats: the fixture of the state tests.
+#[cfg(test)]
+pub(crate) fn bootstrapped(key: LicenseKey, count: u32) -> Ledger {
+    let mut ledger = Ledger::default();
+    ledger.apply(&Command::Bootstrap(Box::new(crate::state::Bootstrap {
+        licenses: vec![License {
+            key,
+            version: "26.05".into(),
+            edition: "Steady".into(),
+            modules: "fc".into(),
+            count,
+            valid_from: None,
+            valid_until: None,
+            max_borrow_secs: None,
+        }],
+        max_borrow_secs: 30 * 86_400,
+        retention_secs: DEFAULT_RETENTION_SECS,
+        signing_key: [7; 32],
+    })));
+    ledger
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,23 +579,7 @@ mod tests {
     const HOUR: i64 = 3_600;
 
     fn ledger_with_one_seat() -> Ledger {
-        let mut ledger = Ledger::default();
-        ledger.apply(&Command::Bootstrap(Box::new(Bootstrap {
-            licenses: vec![License {
-                key: key(),
-                version: "26.05".into(),
-                edition: "Steady".into(),
-                modules: "fc".into(),
-                count: 1,
-                valid_from: None,
-                valid_until: None,
-                max_borrow_secs: None,
-            }],
-            max_borrow_secs: 30 * 86_400,
-            retention_secs: DEFAULT_RETENTION_SECS,
-            signing_key: [7; 32],
-        })));
-        ledger
+        bootstrapped(key(), 1)
     }
 
     fn bincode_bytes(value: &impl Serialize) -> Vec<u8> {

@@ -3,12 +3,12 @@
 
 use uuid::Uuid;
 
-use super::ledger::{Ledger, DEFAULT_RETENTION_SECS, MAX_REMEMBERED_REFUSALS};
+use super::ledger::{bootstrapped, Ledger, MAX_REMEMBERED_REFUSALS};
 use super::outstanding::{MAX_OUTSTANDING_PER_HOST, MAX_OUTSTANDING_PER_SEAT};
-use super::{Bootstrap, BorrowRecord, Command, Outcome};
+use super::{BorrowRecord, Command, Outcome};
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::host_id::HostId;
-use crate::borrow::license::{License, LicenseKey};
+use crate::borrow::license::LicenseKey;
 use crate::borrow::time::UnixSeconds;
 
 const NOW: UnixSeconds = 1_800_000_000;
@@ -22,23 +22,7 @@ fn key() -> LicenseKey {
 }
 
 fn ledger(count: u32) -> Ledger {
-    let mut ledger = Ledger::default();
-    ledger.apply(&Command::Bootstrap(Box::new(Bootstrap {
-        licenses: vec![License {
-            key: key(),
-            version: "26.05".into(),
-            edition: "Steady".into(),
-            modules: "fc".into(),
-            count,
-            valid_from: None,
-            valid_until: None,
-            max_borrow_secs: None,
-        }],
-        max_borrow_secs: 30 * 86_400,
-        retention_secs: DEFAULT_RETENTION_SECS,
-        signing_key: [7; 32],
-    })));
-    ledger
+    bootstrapped(key(), count)
 }
 
 fn host(n: u64) -> HostId {

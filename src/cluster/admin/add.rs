@@ -80,11 +80,12 @@ pub(super) async fn add_on_leader(
             source: Box::new(reason),
         })?;
     }
-    let admitted = match AdminClient::new(target, state.token.clone()) {
-        Ok(admin) => admin.admit(request.id, cluster_id).await,
-        Err(e) => Err(e),
+    let admitted = async {
+        AdminClient::new(target, state.token.clone())?
+            .admit(request.id, cluster_id)
+            .await
     };
-    admitted.map_err(|source| MembershipError::Remote {
+    admitted.await.map_err(|source| MembershipError::Remote {
         node: format!("admitting node {} at {target}", request.id),
         source,
     })?;

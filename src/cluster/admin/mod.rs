@@ -202,11 +202,12 @@ where
         Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
         Some((leader, addr)) => {
             let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
-            let answer = match AdminClient::new(leader_addr, state.token.clone()) {
-                Ok(admin) => admin.post(path, &request, ADMIN_CALL_TIMEOUT).await,
-                Err(e) => Err(e),
+            let answer = async {
+                AdminClient::new(leader_addr, state.token.clone())?
+                    .post(path, &request, ADMIN_CALL_TIMEOUT)
+                    .await
             };
-            answer.map_err(|source| MembershipError::Remote {
+            answer.await.map_err(|source| MembershipError::Remote {
                 node: format!("leader at {leader_addr}"),
                 source,
             })
