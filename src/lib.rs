@@ -17,6 +17,7 @@
 //! - `server`: the axum router for clients; `metrics`: Prometheus;
 //!   [`telemetry`]: logging and signals.
 //! - [`config`]: flags and environment.
+//! - `broken` (chaos builds only): deliberately broken modes, `LICENSED_BROKEN`.
 //! - [`client`]: the Borrow API client used by `licensectl`, the load generator, tests and
 //!   the chaos suite.
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
@@ -24,6 +25,8 @@
 
 pub mod app;
 pub mod borrow;
+#[cfg(feature = "failpoints")]
+pub mod broken;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -76,6 +76,10 @@ pub enum RunError {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(io::Error),
+    /// Chaos builds only: `LICENSED_BROKEN` names no known broken mode.
+    #[cfg(feature = "failpoints")]
+    #[error(transparent)]
+    Broken(#[from] crate::broken::UnknownMode),
 }
 
 /// The two bound ports of a node.
@@ -135,6 +139,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // Chaos builds only: a deliberately broken mode, or a refusal to start on an unknown one.
+    #[cfg(feature = "failpoints")]
+    crate::broken::init()?;
     let addr = listeners.advertised(&config)?;
     let membership = match (&config.peers, &config.join) {
         (Some(peers), _) => Membership::Peers(parse_peers(peers)?),

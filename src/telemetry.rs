@@ -45,12 +45,23 @@ pub async fn shutdown_signal() {
 pub fn arm_failpoints() -> fail::FailScenario<'static> {
     let scenario = fail::FailScenario::setup();
     if std::env::var_os("FAILPOINTS").is_some_and(|v| !v.is_empty()) {
+        abort_on_panic();
+        tracing::warn!("failpoints armed from FAILPOINTS");
+    }
+    scenario
+}
+
+/// Chaos builds only: from now on a panic anywhere prints its message (the default hook:
+/// a failpoint's names the point, `failpoint apply-before panic`) and aborts the process.
+/// Installed once, when the first failpoint is armed (at start or over HTTP).
+#[cfg(feature = "failpoints")]
+pub fn abort_on_panic() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             default_hook(info);
             std::process::abort();
         }));
-        tracing::warn!("failpoints armed from FAILPOINTS");
-    }
-    scenario
+    });
 }

@@ -397,12 +397,20 @@ async fn a_node_that_missed_many_borrows_catches_up_from_a_snapshot() {
         purged_past > 1_000,
         "the leader should have snapshotted: {status}"
     );
+    assert!(
+        status["snapshotsBuilt"].as_u64().unwrap_or(0) >= 1,
+        "the leader built its snapshots itself: {status}"
+    );
     cluster.restart(lagging).await;
     wait_ready(&cluster, lagging).await;
     let status = cluster.status(lagging).await;
     assert!(
         status["snapshot"].as_u64().unwrap_or(0) > 0,
         "caught up without a snapshot? {status}"
+    );
+    assert!(
+        status["snapshotsInstalled"].as_u64().unwrap_or(0) >= 1,
+        "the lagging node should have installed the leader's snapshot: {status}"
     );
     assert_all_present(&cluster, &[lagging], &acked).await;
 }

@@ -143,6 +143,11 @@ async fn a_snapshot_installs_from_another_store_and_survives_a_restart() {
         let (applied, _) = follower.applied_state().await.expect("applied");
         assert_eq!(applied, Some(lid(5)));
         assert!(follower.ledger().read().is_bootstrapped());
+        // The status counters: one built by the leader, one received and installed.
+        assert_eq!(leader.snapshot_counters().built(), 1);
+        assert_eq!(leader.snapshot_counters().installed(), 0);
+        assert_eq!(follower.snapshot_counters().installed(), 1);
+        assert_eq!(follower.snapshot_counters().built(), 0);
     }
     let mut follower = LedgerStore::open(follower_dir.path()).expect("reopen");
     let (applied, _) = follower.applied_state().await.expect("applied");

@@ -9,8 +9,9 @@
 //! indeterminate.
 //!
 //! Times are nanoseconds since the recorder was created, from a monotonic clock, so they
-//! order events across all workers of one run. Borrow intervals are Unix seconds, the
-//! server's own unit.
+//! order events across all workers of one run; the recorder also notes the wall clock
+//! (Unix milliseconds) at that instant, so that a history time can be compared with a
+//! date the server stamped. Borrow intervals are Unix seconds, the server's own unit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use licensed::borrow::time::{parse_instant, DateRole};
@@ -34,6 +35,9 @@ pub type OpId = u64;
 pub type Time = u64;
 /// Unix seconds, UTC: the unit of borrow intervals on the server.
 pub use licensed::borrow::time::UnixSeconds;
+/// The client id final reads carry when they are turned into operations
+/// ([`History::final_read_ops`]).
+pub const FINAL_READ_CLIENT: ClientId = ClientId::MAX;
 
 /// JSON-RPC code of a borrow refused for lack of capacity.
 pub const NOT_AVAILABLE: i64 = licensed::rpc::error::NOT_AVAILABLE;
@@ -56,8 +60,11 @@ pub enum OpKind {
     Borrow {
         /// The license, as [`license_key`] spells it.
         license: String,
-        /// Start of the interval, inclusive.
-        from: UnixSeconds,
+        /// Start of the interval, inclusive; `None` when no `validFrom` was sent, so
+        /// that the server starts the borrow at its own clock ("near now") and the
+        /// answer's license string says when.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<UnixSeconds>,
         /// End of the interval, exclusive.
         until: UnixSeconds,
         /// The borrowing host.
@@ -81,6 +88,11 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Whether this is a borrow without `validFrom`, started by the server's clock.
+    pub fn is_near_now(&self) -> bool {
+        matches!(self, OpKind::Borrow { from: None, .. })
+    }
+
     /// A short name for reports: `borrow`, `return`, `get` or `list`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -291,9 +303,29 @@ pub struct FaultEvent {
     pub start: Time,
     /// When it was healed, if it was.
     pub end: Option<Time>,
+    /// The nodes the fault hit directly that are expected to serve again after the heal
+    /// (names like `n2`); each must answer an operation soon after `end`. Filled on the
+    /// healed record; empty in histories recorded before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+/// When a final read was sent and when its answer arrived (history times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadWindow {
+    /// Taken right before the request was sent.
+    pub invoke: Time,
+    /// Taken right after the answer (or the failure) arrived.
+    pub complete: Time,
 }
 
 /// What one node answered when read after the cluster healed.
+///
+/// Record each read with [`NodeFinalRead::record_get`] and
+/// [`NodeFinalRead::record_list`], taking the times with [`HistoryRecorder::now`] right
+/// around the call: the checks then place the reads in the linearizability search like
+/// any other operation. Reads without a window (histories recorded before windows
+/// existed) are placed after everything else the history holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeFinalRead {
     /// The node read.
@@ -303,6 +335,35 @@ pub struct NodeFinalRead {
     pub gets: BTreeMap<String, OpResult>,
     /// `ListLicensesV1`: [`OpResult::ListOk`] or a failure; `None` when not read.
     pub list: Option<OpResult>,
+    /// When each get of `gets` was sent and answered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub get_windows: BTreeMap<String, ReadWindow>,
+    /// When the list was sent and answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_window: Option<ReadWindow>,
+}
+
+impl NodeFinalRead {
+    /// No reads of `node` yet.
+    pub fn new(node: &str) -> NodeFinalRead {
+        NodeFinalRead {
+            node: node.to_string(),
+            ..NodeFinalRead::default()
+        }
+    }
+
+    /// Records the get of `borrow_id`, sent at `invoke` and answered at `complete`.
+    pub fn record_get(&mut self, borrow_id: &str, invoke: Time, complete: Time, result: OpResult) {
+        self.gets.insert(borrow_id.to_string(), result);
+        self.get_windows
+            .insert(borrow_id.to_string(), ReadWindow { invoke, complete });
+    }
+
+    /// Records the list, sent at `invoke` and answered at `complete`.
+    pub fn record_list(&mut self, invoke: Time, complete: Time, result: OpResult) {
+        self.list = Some(result);
+        self.list_window = Some(ReadWindow { invoke, complete });
+    }
 }
 
 /// The final reads of every node.
@@ -349,6 +410,11 @@ pub enum Event {
     },
     /// One node's final reads.
     FinalRead(NodeFinalRead),
+    /// The wall clock when the recorder started, i.e. at history time 0.
+    Started {
+        /// Unix milliseconds.
+        unix_ms: i64,
+    },
 }
 
 /// A whole run, ready to check.
@@ -362,6 +428,9 @@ pub struct History {
     pub licenses: Vec<(String, u64)>,
     /// The final reads, as recorded.
     pub final_reads: FinalReads,
+    /// The wall clock at history time 0, Unix milliseconds; `None` in histories
+    /// recorded before it was noted.
+    pub started_unix_ms: Option<i64>,
 }
 
 impl History {
@@ -373,6 +442,7 @@ impl History {
         let mut faults: Vec<FaultEvent> = Vec::new();
         let mut licenses: BTreeMap<String, u64> = BTreeMap::new();
         let mut final_reads = FinalReads::default();
+        let mut started_unix_ms = None;
         for event in events {
             match event {
                 Event::Invoke {
@@ -406,6 +476,7 @@ impl History {
                     licenses.insert(key, count);
                 }
                 Event::FinalRead(read) => final_reads.nodes.push(read),
+                Event::Started { unix_ms } => started_unix_ms = Some(unix_ms),
             }
         }
         for (id, time, result) in completions {
@@ -425,12 +496,16 @@ impl History {
             faults: merge_faults(faults),
             licenses: licenses.into_iter().collect(),
             final_reads,
+            started_unix_ms,
         })
     }
 
     /// The events that rebuild this history, e.g. to save a reduced or synthetic one.
     pub fn to_events(&self) -> Vec<Event> {
         let mut events = Vec::new();
+        if let Some(unix_ms) = self.started_unix_ms {
+            events.push(Event::Started { unix_ms });
+        }
         for (key, count) in &self.licenses {
             events.push(Event::License {
                 key: key.clone(),
@@ -483,8 +558,21 @@ impl History {
             .collect()
     }
 
-    /// The last time anything happened: an invocation, a completion or a fault change.
+    /// The last time anything happened: an invocation, a completion, a fault change or
+    /// a final read with a recorded window.
     pub fn end_time(&self) -> Time {
+        let workload = self.workload_end_time();
+        let finals = self
+            .final_reads
+            .nodes
+            .iter()
+            .flat_map(|read| read.get_windows.values().chain(&read.list_window))
+            .map(|window| window.complete.max(window.invoke));
+        finals.fold(workload, Time::max)
+    }
+
+    /// The last invocation, completion or fault change, final reads left out.
+    pub fn workload_end_time(&self) -> Time {
         let ops = self
             .ops
             .iter()
@@ -495,16 +583,90 @@ impl History {
             .map(|fault| fault.end.unwrap_or(fault.start).max(fault.start));
         ops.chain(faults).max().unwrap_or(0)
     }
+
+    /// The wall clock (Unix milliseconds) at history time `time`, when the history
+    /// noted its start.
+    pub fn wall_ms(&self, time: Time) -> Option<i64> {
+        let since = i64::try_from(time / 1_000_000).ok()?;
+        self.started_unix_ms?.checked_add(since)
+    }
+
+    /// The final reads as operations, so that they can be checked like every other
+    /// read: one get per borrow id and one list per node, sent to that node by client
+    /// [`FINAL_READ_CLIENT`], with ids after the workload's. A read with a recorded
+    /// window keeps it; one without is taken to start right after everything else in
+    /// the history and to have no known completion.
+    pub fn final_read_ops(&self) -> Vec<Op> {
+        let last = self.ops.iter().map(|op| op.id).max().unwrap_or(0);
+        self.final_reads
+            .to_ops(last + 1, self.workload_end_time() + 1)
+    }
 }
 
-/// Keeps one record per injected fault, the healed one when there is one.
+impl FinalReads {
+    /// The final reads as operations with ids from `first_id` on; a read without a
+    /// recorded window is taken to be invoked at `after` and to have no known
+    /// completion. See [`History::final_read_ops`].
+    pub fn to_ops(&self, first_id: OpId, after: Time) -> Vec<Op> {
+        let mut next = first_id;
+        let mut ops = Vec::new();
+        let mut push =
+            |node: &str, kind: OpKind, window: Option<&ReadWindow>, result: &OpResult| {
+                let id = next;
+                next += 1;
+                let (invoke, complete) = match window {
+                    Some(window) => (window.invoke, Some(window.complete.max(window.invoke))),
+                    None => (after, None),
+                };
+                ops.push(Op {
+                    id,
+                    client: FINAL_READ_CLIENT,
+                    node: node.to_string(),
+                    kind,
+                    invoke,
+                    complete,
+                    result: result.clone(),
+                });
+            };
+        for read in &self.nodes {
+            for (borrow_id, result) in &read.gets {
+                let kind = OpKind::Get {
+                    borrow_id: borrow_id.clone(),
+                };
+                push(&read.node, kind, read.get_windows.get(borrow_id), result);
+            }
+            if let Some(result) = &read.list {
+                push(&read.node, OpKind::List, read.list_window.as_ref(), result);
+            }
+        }
+        ops.sort_by_key(|op| (op.invoke, op.id));
+        ops
+    }
+}
+
+/// Keeps one record per injected fault, the healed one when there is one, with the
+/// nodes either record names.
 fn merge_faults(faults: Vec<FaultEvent>) -> Vec<FaultEvent> {
     let mut merged: BTreeMap<(Time, String, String), FaultEvent> = BTreeMap::new();
-    for fault in faults {
+    for mut fault in faults {
         let key = (fault.start, fault.kind.clone(), fault.target.clone());
-        match merged.get(&key) {
-            Some(kept) if kept.end.is_some() => {}
-            _ => {
+        match merged.get_mut(&key) {
+            Some(kept) if kept.end.is_some() || fault.end.is_none() => {
+                for node in fault.nodes {
+                    if !kept.nodes.contains(&node) {
+                        kept.nodes.push(node);
+                    }
+                }
+            }
+            Some(kept) => {
+                for node in std::mem::take(&mut kept.nodes) {
+                    if !fault.nodes.contains(&node) {
+                        fault.nodes.push(node);
+                    }
+                }
+                *kept = fault;
+            }
+            None => {
                 merged.insert(key, fault);
             }
         }
@@ -572,6 +734,8 @@ pub struct HistoryRecorder {
 #[derive(Debug)]
 struct Shared {
     epoch: Instant,
+    /// The wall clock at `epoch`, Unix milliseconds.
+    epoch_unix_ms: i64,
     next_op: AtomicU64,
     sender: mpsc::Sender<Message>,
     writer: Mutex<Option<JoinHandle<io::Result<Vec<Event>>>>>,
@@ -596,14 +760,27 @@ impl HistoryRecorder {
             .name("history-writer".into())
             .spawn(move || write_events(receiver, out))
             .context("starting the history writer")?;
-        Ok(HistoryRecorder {
+        // Taken back to back, so that history times convert to wall clock times.
+        let epoch = Instant::now();
+        let epoch_unix_ms = unix_ms_now();
+        let recorder = HistoryRecorder {
             shared: Arc::new(Shared {
-                epoch: Instant::now(),
+                epoch,
+                epoch_unix_ms,
                 next_op: AtomicU64::new(1),
                 sender,
                 writer: Mutex::new(Some(writer)),
             }),
-        })
+        };
+        recorder.send(Event::Started {
+            unix_ms: epoch_unix_ms,
+        });
+        Ok(recorder)
+    }
+
+    /// The wall clock at history time 0, Unix milliseconds.
+    pub fn started_unix_ms(&self) -> i64 {
+        self.shared.epoch_unix_ms
     }
 
     /// Nanoseconds since the recorder was created.
@@ -681,6 +858,14 @@ impl HistoryRecorder {
     }
 }
 
+/// This machine's wall clock, Unix milliseconds.
+pub fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The writer thread: appends events to the file and keeps them for `finish`. Flushes
 /// whenever the queue is empty, so the file trails the run by little.
 fn write_events(
@@ -732,7 +917,7 @@ mod tests {
     fn borrow(request_id: &str) -> OpKind {
         OpKind::Borrow {
             license: "F/1".into(),
-            from: 1_900_000_000,
+            from: Some(1_900_000_000),
             until: 1_900_003_600,
             host: "h1".into(),
             request_id: Some(request_id.into()),
@@ -760,12 +945,14 @@ mod tests {
             target: "n3".into(),
             start: 5,
             end: None,
+            nodes: Vec::new(),
         });
         recorder.fault(FaultEvent {
             kind: "kill".into(),
             target: "n3".into(),
             start: 5,
             end: Some(9),
+            nodes: vec!["n3".into()],
         });
         let recorded = recorder.finish().expect("finish");
         assert!(recorder.finish().is_err(), "finishing twice is refused");
@@ -784,6 +971,64 @@ mod tests {
         assert!(pending.complete.is_none() && pending.result.is_indeterminate());
         assert_eq!(loaded.faults.len(), 1, "injection and heal merge");
         assert_eq!(loaded.faults[0].end, Some(9));
+        assert_eq!(loaded.faults[0].nodes, ["n3"]);
+        assert_eq!(loaded.started_unix_ms, Some(recorder.started_unix_ms()));
+        assert!(loaded
+            .wall_ms(2_000_000)
+            .is_some_and(|ms| ms == recorder.started_unix_ms() + 2));
+    }
+
+    #[test]
+    fn final_reads_keep_their_windows_and_become_operations() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("history.jsonl");
+        let recorder = HistoryRecorder::create(&path).expect("recorder");
+        let borrowed = recorder.invoke(1, "n1", borrow("r1"));
+        recorder.complete(
+            borrowed,
+            OpResult::BorrowOk {
+                borrow_id: "b1".into(),
+                license: "L".into(),
+            },
+        );
+        let mut read = NodeFinalRead::new("n2");
+        read.record_get(
+            "b1",
+            100,
+            110,
+            OpResult::GetOk {
+                license: "L".into(),
+            },
+        );
+        read.record_list(
+            120,
+            130,
+            OpResult::ListOk {
+                licenses: BTreeMap::new(),
+            },
+        );
+        recorder.final_read(read);
+        recorder.finish().expect("finish");
+        let loaded = load(&path).expect("load");
+        let finals = loaded.final_read_ops();
+        let shape: Vec<String> = finals
+            .iter()
+            .map(|op| {
+                let client = if op.client == FINAL_READ_CLIENT {
+                    "final"
+                } else {
+                    "?"
+                };
+                let complete = op.complete.map_or("-".to_string(), |t| t.to_string());
+                let (id, node, kind) = (op.id - borrowed, &op.node, op.kind.name());
+                format!("{id} {node} {kind} {}..{complete} {client}", op.invoke)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            ["1 n2 get 100..110 final", "2 n2 list 120..130 final"]
+        );
+        assert_eq!(loaded.end_time(), loaded.workload_end_time().max(130));
     }
 
     #[test]

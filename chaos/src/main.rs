@@ -27,8 +27,12 @@ struct Cli {
 enum Profile {
     /// Every fault kind once, short holds (a few minutes; what CI runs).
     Short,
-    /// Random faults from every kind for `--duration` (default 30 minutes).
+    /// Random faults from every kind for `--duration` (default 30 minutes), data dirs on
+    /// the power-loss file system.
     Long,
+    /// Mostly power cuts (one node, or every node at once with torn writes), between
+    /// crashes and partitions, for `--duration` (default 30 minutes).
+    PowerLoss,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,9 +63,15 @@ enum Command {
         /// The licensed binary (default: next to this one, or LICENSED_BIN).
         #[arg(long)]
         binary: Option<PathBuf>,
-        /// Run the server deliberately broken (`stale-reads`) to see the checker fail.
+        /// Run the server deliberately broken (a mutant: `stale-reads`,
+        /// `ack-before-commit`, `skip-dedup`, `capacity-off-by-one`, `skip-flush-wal`,
+        /// `apply-forwarded-twice`) to see the checks fail.
         #[arg(long)]
         broken: Option<String>,
+        /// Make this fault kind ineffective on purpose (its injection is skipped): the run
+        /// must fail, naming it.
+        #[arg(long)]
+        sabotage: Option<String>,
     },
     /// Check a recorded history file again.
     Check {
@@ -86,7 +96,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fuser=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -125,28 +135,32 @@ async fn main_inner() -> anyhow::Result<bool> {
             out,
             binary,
             broken,
+            sabotage,
         } => {
             let binary = match binary {
                 Some(binary) => binary,
                 None => licensed_binary().context("no --binary given")?,
             };
-            let faults = if faults.is_empty() {
-                FaultKind::all()
-            } else {
+            let faults = if !faults.is_empty() {
                 faults
                     .iter()
                     .map(|f| FaultKind::parse(f).ok_or_else(|| anyhow!("unknown fault {f:?}")))
                     .collect::<anyhow::Result<_>>()?
+            } else if matches!(profile, Profile::PowerLoss) {
+                FaultKind::power_loss_mix()
+            } else {
+                FaultKind::all()
             };
             let (duration, hold, gap) = match profile {
                 Profile::Short => (None, Duration::from_secs(3), Duration::from_secs(1)),
-                Profile::Long => (
+                Profile::Long | Profile::PowerLoss => (
                     Some(duration_arg(duration.as_deref().unwrap_or("30m"))?),
                     Duration::from_secs(5),
                     Duration::from_secs(2),
                 ),
             };
             let seed = seed.unwrap_or_else(rand::random);
+            eprintln!("chaos: seed {seed} (pass --seed {seed} to repeat this run)");
             let report = run(RunConfig {
                 nodes,
                 clients,
@@ -158,6 +172,8 @@ async fn main_inner() -> anyhow::Result<bool> {
                 binary,
                 out,
                 broken,
+                power_loss: true,
+                sabotage,
             })
             .await?;
             print!("{report}");

@@ -174,6 +174,8 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Connections reset because the target could not be dialed (it is down).
     pub target_unreachable: u64,
+    /// Chunks held back by [`Fault::Delay`].
+    pub chunks_delayed: u64,
 }
 
 /// Live counters shared by the accept loop and the connections.
@@ -186,6 +188,7 @@ struct Counters {
     bytes_discarded: AtomicU64,
     resets: AtomicU64,
     target_unreachable: AtomicU64,
+    chunks_delayed: AtomicU64,
 }
 
 impl Counters {
@@ -209,6 +212,7 @@ impl Counters {
             bytes_discarded: self.bytes_discarded.load(Ordering::Relaxed),
             resets: self.resets.load(Ordering::Relaxed),
             target_unreachable: self.target_unreachable.load(Ordering::Relaxed),
+            chunks_delayed: self.chunks_delayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -608,7 +612,11 @@ async fn read_side(
         if discards(&state, direction, link, n) {
             continue;
         }
-        let deadline = (Instant::now() + state.fault.sample_delay()).max(not_before);
+        let delay = state.fault.sample_delay();
+        if !delay.is_zero() {
+            link.counters.chunks_delayed.fetch_add(1, Ordering::Relaxed);
+        }
+        let deadline = (Instant::now() + delay).max(not_before);
         not_before = deadline;
         if queue.send((deadline, buf[..n].to_vec())).await.is_err() {
             return Ok(());

@@ -23,6 +23,8 @@ use crate::workload::{self, Acknowledged, Targets, WorkloadConfig};
 /// Entries between snapshots in chaos runs: small, so snapshots, compaction and snapshot
 /// installs happen often.
 pub const SNAPSHOT_EVERY: u64 = 300;
+/// Ids beyond the first voters that joining nodes may take (and give back).
+const SPARE_IDS: usize = 2;
 /// Size of the tmpfs data dir of the node that gets the full-disk fault.
 const TMPFS_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -49,6 +51,31 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// Run the server in a deliberately broken mode (`LICENSED_BROKEN`), e.g. `stale-reads`.
     pub broken: Option<String>,
+    /// Put the data dirs on the power-loss file system (needed by the power cuts; on
+    /// whenever they are among `faults`).
+    pub power_loss: bool,
+    /// Make this fault kind ineffective on purpose: the run must then fail, naming it.
+    pub sabotage: Option<String>,
+}
+
+impl RunConfig {
+    /// A run of `faults` with the short profile's timings and no mutant.
+    pub fn new(binary: PathBuf, out: PathBuf, faults: Vec<FaultKind>, seed: u64) -> RunConfig {
+        RunConfig {
+            nodes: 3,
+            clients: 8,
+            faults,
+            duration: None,
+            hold: Duration::from_secs(3),
+            gap: Duration::from_secs(1),
+            seed,
+            binary,
+            out,
+            broken: None,
+            power_loss: false,
+            sabotage: None,
+        }
+    }
 }
 
 /// What a run found.
@@ -62,6 +89,10 @@ pub struct RunReport {
     pub faults: Vec<FaultRecord>,
     /// Faults per kind.
     pub fault_kinds: BTreeMap<String, usize>,
+    /// Faults per kind that were verified to have taken effect.
+    pub verified_kinds: BTreeMap<String, usize>,
+    /// Faults that did not take effect, each naming the fault and what was missing.
+    pub ineffective: Vec<String>,
     /// The history file.
     pub history: PathBuf,
     /// The checks.
@@ -81,7 +112,8 @@ impl std::fmt::Display for RunReport {
         )?;
         writeln!(f, "faults injected: {}", self.faults.len())?;
         for (kind, n) in &self.fault_kinds {
-            writeln!(f, "  {kind:<36} x{n}")?;
+            let verified = self.verified_kinds.get(kind).copied().unwrap_or(0);
+            writeln!(f, "  {kind:<36} x{n}  verified effective x{verified}")?;
         }
         for fault in &self.faults {
             writeln!(
@@ -95,6 +127,10 @@ impl std::fmt::Display for RunReport {
                     .map_or_else(|| "never".to_string(), |s| format!("{s:.1}s")),
                 fault.note
             )?;
+            writeln!(f, "           verified: {}", fault.verified.join("; "))?;
+        }
+        for reason in &self.ineffective {
+            writeln!(f, "INEFFECTIVE FAULT: {reason}")?;
         }
         write!(f, "{}", self.check)?;
         writeln!(
@@ -125,11 +161,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
         "{} holds an earlier run: choose another --out or remove it",
         config.out.display()
     );
-    let needs_chaos_build = config.broken.is_some()
-        || config
-            .faults
-            .iter()
-            .any(|f| matches!(f, FaultKind::CrashPoint(_)));
+    let needs_chaos_build =
+        config.broken.is_some() || config.faults.iter().any(FaultKind::needs_chaos_build);
     if needs_chaos_build {
         let version = std::process::Command::new(&config.binary)
             .arg("--version")
@@ -166,8 +199,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
             SNAPSHOT_EVERY.to_string(),
         ],
         env,
+        spare_ids: SPARE_IDS,
         tmpfs_node: needs(&FaultKind::DiskFull).then_some((config.nodes as u64, TMPFS_BYTES)),
-        faketime: needs(&FaultKind::ClockSkew),
+        faketime: config.faults.iter().any(FaultKind::needs_faketime),
+        power_loss: config.power_loss || config.faults.iter().any(FaultKind::needs_power_loss),
     })
     .await
     .context("starting the cluster")?;
@@ -198,6 +233,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
 
     // Heal everything, then read every borrow back from every member.
     cluster.mesh.heal();
+    cluster.heal_clients();
     cluster.revive_all().await?;
     if !cluster.wait_healthy(Duration::from_secs(120)).await {
         tracing::warn!("the cluster was not ready 120 s after the last heal");
@@ -208,15 +244,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
 
     let check = check_recorded(&history, &check_config(history.ops.len()));
     let mut fault_kinds = BTreeMap::new();
+    let mut verified_kinds = BTreeMap::new();
+    let mut ineffective = Vec::new();
     for fault in &faults {
         *fault_kinds.entry(fault.kind.clone()).or_insert(0) += 1;
+        match &fault.ineffective {
+            None => *verified_kinds.entry(fault.kind.clone()).or_insert(0) += 1,
+            Some(reason) => ineffective.push(format!("{:.1}s {reason}", fault.start_s)),
+        }
     }
     let report = RunReport {
         seed: config.seed,
         seconds: started.elapsed().as_secs_f64(),
-        passed: check.passed(),
+        passed: check.passed() && ineffective.is_empty(),
         faults,
         fault_kinds,
+        verified_kinds,
+        ineffective,
         history: history_path,
         check,
     };
@@ -262,9 +306,14 @@ async fn nemesis_phase(
             hold: config.hold,
             targets: targets.clone(),
             injected_target: None,
+            sabotage: config.sabotage.clone(),
+            verification: Default::default(),
         };
         let record = nemesis.run(&kind).await?;
         tracing::info!(kind = %record.kind, target = %record.target, note = %record.note, "fault healed");
+        if let Some(reason) = &record.ineffective {
+            eprintln!("INEFFECTIVE FAULT: {reason}");
+        }
         eprintln!(
             "[{:>7.1}s] {} on {} healed; ready after {}  {}",
             record.start_s,
@@ -292,12 +341,9 @@ async fn final_reads(
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()?;
-    for (id, url) in cluster.ids().into_iter().zip(cluster.targets()) {
-        let client = RpcClient::with_http_client(&url.1, http.clone())?;
-        let mut read = NodeFinalRead {
-            node: name(id),
-            ..NodeFinalRead::default()
-        };
+    for (id, url) in cluster.direct_targets() {
+        let client = RpcClient::with_http_client(&url, http.clone())?;
+        let mut read = NodeFinalRead::new(&name(id));
         for chunk in acknowledged.chunks(32) {
             let answers = futures::future::join_all(chunk.iter().map(|borrow_id| {
                 let client = &client;
@@ -305,20 +351,25 @@ async fn final_reads(
                     let kind = OpKind::Get {
                         borrow_id: borrow_id.clone(),
                     };
+                    let invoke = recorder.now();
                     let result = match client.get_borrowed_license(borrow_id).await {
                         Ok(answer) => OpResult::borrowed(&kind, &answer),
                         Err(error) => OpResult::from_error(&kind, &error),
                     };
-                    (borrow_id.clone(), result)
+                    (borrow_id.clone(), invoke, recorder.now(), result)
                 }
             }))
             .await;
-            read.gets.extend(answers);
+            for (borrow_id, invoke, complete, result) in answers {
+                read.record_get(&borrow_id, invoke, complete, result);
+            }
         }
-        read.list = Some(match client.list_licenses().await {
+        let invoke = recorder.now();
+        let list = match client.list_licenses().await {
             Ok(licenses) => OpResult::listed(&licenses),
             Err(error) => OpResult::from_error(&OpKind::List, &error),
-        });
+        };
+        read.record_list(invoke, recorder.now(), list);
         recorder.final_read(read);
     }
     Ok(())

@@ -2,13 +2,21 @@
 //! chosen nodes, the way load-balanced clients would, with timeouts and retries (a
 //! retried borrow keeps its `requestId`). Every attempt is recorded in the history.
 //!
-//! Borrow intervals lie in 2031, far after any run, so the server's clock never decides
-//! an answer: a borrow is granted exactly when it fits the license's count, and a return
-//! simply frees the seat. That keeps the sequential model of the checker exact.
+//! Most borrow intervals lie in 2031, far after any run, so the server's clock never
+//! decides their answer: a borrow is granted exactly when it fits the license's count,
+//! and a return simply frees the seat. That keeps the sequential model of the checker
+//! exact.
+//!
+//! A slice of the borrows ([`NEAR_NOW_PERCENT`]) goes to a license of its own
+//! ([`TestLicense::near_now`]) without `validFrom`: the server starts each at its ledger
+//! clock and the client asks for `validUntil` = its own wall clock + 2 to 4 whole hours.
+//! For a run shorter than two hours every such borrow overlaps every other one whatever
+//! the exact starts, so the count alone decides them, and the start the server stamped
+//! can be held against the client's clock (the checker's clock check).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use licensed::client::{BorrowParams, RpcClient};
 use rand::rngs::StdRng;
@@ -20,6 +28,10 @@ use crate::history::{license_key, ClientId, HistoryRecorder, OpKind, OpResult, U
 /// 2031-01-01T00:00:00Z: borrows start at or after this instant.
 const EPOCH_2031: UnixSeconds = 1_924_992_000;
 const HOUR: UnixSeconds = 3_600;
+/// Share of borrows (percent) that go to a near-now license, when there is one.
+pub const NEAR_NOW_PERCENT: u32 = 15;
+/// Whole hours from the client's wall clock to a near-now borrow's `validUntil`.
+pub const NEAR_NOW_HOURS: std::ops::RangeInclusive<i64> = 2..=4;
 
 /// A license the workload borrows.
 #[derive(Debug, Clone)]
@@ -30,6 +42,10 @@ pub struct TestLicense {
     pub uuid: String,
     /// Seats.
     pub count: u64,
+    /// Borrowed "near now": without `validFrom`, until a few hours after the client's
+    /// wall clock, so the server's clock starts every borrow. Such a license gets only
+    /// near-now borrows, the others none.
+    pub near_now: bool,
 }
 
 impl TestLicense {
@@ -51,16 +67,25 @@ pub fn pool_json(licenses: &[TestLicense]) -> String {
     serde_json::Value::Array(entries).to_string()
 }
 
-/// The licenses of a chaos run: a few small counts, so that conflicts are frequent.
+/// The licenses of a chaos run: a few small counts, so that conflicts are frequent, and
+/// one license (its own feature) borrowed near now.
 pub fn default_licenses() -> Vec<TestLicense> {
-    [("a", 1), ("b", 2), ("c", 3), ("d", 2)]
+    let mut licenses: Vec<TestLicense> = [("a", 1), ("b", 2), ("c", 3), ("d", 2)]
         .into_iter()
         .map(|(uuid, count)| TestLicense {
             feature: "MVTec_HALCON".into(),
             uuid: format!("chaos-{uuid}"),
             count,
+            near_now: false,
         })
-        .collect()
+        .collect();
+    licenses.push(TestLicense {
+        feature: "MVTec_HDevelop".into(),
+        uuid: "chaos-now".into(),
+        count: 2,
+        near_now: true,
+    });
+    licenses
 }
 
 /// The nodes clients may talk to, changed by the nemesis as members come and go.
@@ -210,7 +235,7 @@ impl Client {
                     feature: feature.to_string(),
                     uuid: uuid.to_string(),
                     host_id: host.clone(),
-                    valid_from: Some(format_unix(*from)),
+                    valid_from: from.map(format_unix),
                     valid_until: format_unix(*until),
                     user_info: None,
                     request_id: request_id.clone(),
@@ -244,13 +269,30 @@ impl Client {
     }
 
     async fn borrow(&mut self) {
-        let license = match self.config.licenses.choose(&mut self.rng) {
-            Some(license) => license.key(),
-            None => return,
+        let near_now: Vec<&TestLicense> =
+            self.config.licenses.iter().filter(|l| l.near_now).collect();
+        let future: Vec<&TestLicense> = self
+            .config
+            .licenses
+            .iter()
+            .filter(|l| !l.near_now)
+            .collect();
+        let pick_near_now = future.is_empty()
+            || (!near_now.is_empty() && self.rng.gen_range(0..100) < NEAR_NOW_PERCENT);
+        let pool = if pick_near_now { near_now } else { future };
+        let Some(license) = pool.choose(&mut self.rng).map(|license| license.key()) else {
+            return;
         };
-        // Whole hours within two days, 1 to 6 hours long: plenty of overlap.
-        let from = EPOCH_2031 + self.rng.gen_range(0..48) * HOUR;
-        let until = from + self.rng.gen_range(1..=6) * HOUR;
+        let (from, until) = if pick_near_now {
+            // No start: the server's clock starts it; the end is a few whole hours
+            // after this client's clock, so it lies far beyond any start in the run.
+            let hours = self.rng.gen_range(NEAR_NOW_HOURS);
+            (None, unix_now() + hours * HOUR)
+        } else {
+            // Whole hours within two days, 1 to 6 hours long: plenty of overlap.
+            let from = EPOCH_2031 + self.rng.gen_range(0..48) * HOUR;
+            (Some(from), from + self.rng.gen_range(1..=6) * HOUR)
+        };
         self.next_request += 1;
         let kind = OpKind::Borrow {
             license,
@@ -305,6 +347,14 @@ impl Client {
     }
 }
 
+/// This client's wall clock, Unix seconds.
+fn unix_now() -> UnixSeconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| UnixSeconds::try_from(since.as_secs()).unwrap_or(UnixSeconds::MAX))
+        .unwrap_or(0)
+}
+
 /// RFC 3339 UTC with whole seconds, as the server writes dates.
 pub fn format_unix(secs: UnixSeconds) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
@@ -332,7 +382,139 @@ mod tests {
     fn the_pool_lists_every_license_with_its_count() {
         let pool: serde_json::Value =
             serde_json::from_str(&pool_json(&default_licenses())).expect("json");
-        assert_eq!(pool.as_array().map(Vec::len), Some(4));
+        assert_eq!(pool.as_array().map(Vec::len), Some(5));
         assert_eq!(pool[1]["count"], 2);
+        let near_now: Vec<TestLicense> = default_licenses()
+            .into_iter()
+            .filter(|license| license.near_now)
+            .collect();
+        assert_eq!(near_now.len(), 1, "one near-now license");
+        assert_eq!(pool[4]["feature"], near_now[0].feature.as_str());
+        assert!(
+            default_licenses()
+                .iter()
+                .all(|l| l.near_now || l.feature != near_now[0].feature),
+            "the near-now license has a feature of its own"
+        );
+    }
+
+    /// Runs one client's `borrow` against a stand-in server that records the params it
+    /// receives and answers with an error, so that nothing else happens.
+    #[tokio::test]
+    async fn near_now_borrows_send_no_start_and_end_hours_after_the_clock() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let server_seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = server_seen.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buffer).to_string();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() < length {
+                            continue;
+                        }
+                        let request: serde_json::Value =
+                            serde_json::from_str(&body[..length]).unwrap_or_default();
+                        let id = request["id"].clone();
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.push(request["params"].clone());
+                        }
+                        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": 36, "message": "refused by the test"}})
+                        .to_string();
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                        buffer.clear();
+                    }
+                });
+            }
+        });
+        let recorder = HistoryRecorder::in_memory().expect("recorder");
+        let licenses: Vec<TestLicense> = default_licenses()
+            .into_iter()
+            .filter(|license| license.near_now)
+            .collect();
+        let targets = Targets::default();
+        targets.set(vec![("n1".into(), url)]);
+        let mut client = Client {
+            id: 0,
+            rng: StdRng::seed_from_u64(7),
+            config: WorkloadConfig {
+                clients: 1,
+                licenses,
+                call_timeout: Duration::from_secs(5),
+                attempts: 1,
+                think: Duration::ZERO,
+                seed: 7,
+            },
+            targets,
+            recorder: recorder.clone(),
+            http: reqwest::Client::builder().no_proxy().build().expect("http"),
+            acknowledged: Acknowledged::default(),
+            mine: Vec::new(),
+            return_token: None,
+            issued_token: None,
+            next_request: 0,
+        };
+        let before = unix_now();
+        for _ in 0..5 {
+            client.borrow().await;
+        }
+        let after = unix_now();
+        let history = recorder.finish().expect("history");
+        assert_eq!(history.ops.len(), 5);
+        let params = seen.lock().expect("lock").clone();
+        assert_eq!(params.len(), 5);
+        for (op, sent) in history.ops.iter().zip(&params) {
+            let OpKind::Borrow {
+                from,
+                until,
+                request_id,
+                ..
+            } = &op.kind
+            else {
+                panic!("not a borrow: {op:?}");
+            };
+            assert_eq!(*from, None, "no start recorded");
+            assert!(sent.get("validFrom").is_none(), "no validFrom sent: {sent}");
+            assert!(request_id.is_some(), "every borrow carries a request id");
+            let hours = NEAR_NOW_HOURS;
+            assert!(
+                *until >= before + hours.start() * HOUR && *until <= after + hours.end() * HOUR,
+                "until {until} outside the clock + 2..4 h"
+            );
+            assert_eq!(sent["validUntil"], format_unix(*until).as_str());
+        }
     }
 }

@@ -19,7 +19,7 @@ impl App {
         // Chaos builds only: a deliberately broken mode that answers reads from the local
         // ledger, stale on a lagging or cut-off node, to prove the chaos checker notices.
         #[cfg(feature = "failpoints")]
-        if std::env::var("LICENSED_BROKEN").as_deref() == Ok("stale-reads") {
+        if crate::broken::is(crate::broken::Broken::StaleReads) {
             return Ok(ReadPoint {
                 index: 0,
                 now: crate::borrow::time::now(),

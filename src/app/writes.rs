@@ -41,16 +41,7 @@ impl App {
         let leader = cluster::known_leader(&self.node.raft).filter(|(id, _)| *id != self.node.id);
         let attempt = match leader {
             Some(leader) => self.forward(leader, proposal).await,
-            None => {
-                match cluster::propose_local(&self.node.raft, &self.node.clocks, proposal.clone())
-                    .await
-                {
-                    Err(ClusterError::NotLeader {
-                        leader: Some(leader),
-                    }) if leader.0 != self.node.id => self.forward(leader, proposal).await,
-                    other => other,
-                }
-            }
+            None => self.propose_here(proposal).await,
         };
         attempt.map_err(|e| {
             if e.is_retriable() {
@@ -61,6 +52,21 @@ impl App {
                 )))
             }
         })
+    }
+
+    /// Appends a proposal on this node, or forwards it to the leader this node's Raft
+    /// names when it does not lead.
+    async fn propose_here(&self, proposal: &Proposal) -> Result<Outcome, ClusterError> {
+        #[cfg(feature = "failpoints")]
+        if let Some(answer) = cluster::ack_before_commit(&self.node, proposal) {
+            return answer;
+        }
+        match cluster::propose_local(&self.node.raft, &self.node.clocks, proposal.clone()).await {
+            Err(ClusterError::NotLeader {
+                leader: Some(leader),
+            }) if leader.0 != self.node.id => self.forward(leader, proposal).await,
+            other => other,
+        }
     }
 
     /// Sends a proposal to the leader within a batch (see [`Batcher`]).

@@ -186,7 +186,16 @@ pub fn decide(
     }
 
     // 6. capacity over the whole interval
-    if !index.fits(from, until, license.count) {
+    let seats = license.count;
+    // Chaos builds only, `LICENSED_BROKEN=capacity-off-by-one`: one seat too many. Here,
+    // in the decision every replica's apply makes, so the replicas still agree.
+    #[cfg(feature = "failpoints")]
+    let seats = if crate::broken::is(crate::broken::Broken::CapacityOffByOne) {
+        seats.saturating_add(1)
+    } else {
+        seats
+    };
+    if !index.fits(from, until, seats) {
         return Err(BorrowError::NotAvailable {
             feature: license.key.feature.clone(),
             uuid: license.key.uuid.clone(),

@@ -174,6 +174,38 @@ pub async fn propose_local(
     }
 }
 
+/// Chaos builds only, `LICENSED_BROKEN=ack-before-commit`: on the leader, answers a borrow
+/// or return at once from a copy of the local ledger, as if its entry were applied, and
+/// proposes the entry in the background with its result ignored. The client gets its
+/// answer before the entry is on a quorum (or even in the log): if the leader is killed or
+/// cut off before the entry commits, the acknowledged borrow never existed, and its seat
+/// goes to someone else. `None` when not in this mode, or when this node does not lead
+/// (the write then takes the normal path: forwarded or refused).
+#[cfg(feature = "failpoints")]
+pub(crate) fn ack_before_commit(
+    node: &Node,
+    proposal: &Proposal,
+) -> Option<Result<Outcome, ClusterError>> {
+    use crate::broken::{is, Broken};
+    if !is(Broken::AckBeforeCommit)
+        || matches!(proposal, Proposal::Bootstrap(_))
+        || metrics_of(&node.raft).current_leader != Some(node.id)
+    {
+        return None;
+    }
+    if let Err(refused) = check_clock(&node.raft, &node.clocks) {
+        return Some(Err(refused));
+    }
+    let command = proposal.clone().stamp(time::now());
+    let mut as_if_applied = node.ledger.read().clone();
+    let outcome = as_if_applied.apply(&command);
+    let raft = node.raft.clone();
+    tokio::spawn(async move {
+        let _ignored = raft.client_write(command).await;
+    });
+    Some(Ok(outcome))
+}
+
 /// On the leader: a log index such that a state machine that has applied it reflects
 /// every write acknowledged before this call, with the leader's clock (see [`ReadPoint`]).
 pub async fn read_index_local(raft: &Raft, clocks: &ClockBook) -> Result<ReadPoint, ClusterError> {
@@ -315,6 +347,9 @@ struct ClusterState {
     /// How long the leader works on a forwarded write before answering "unknown".
     deadline: Duration,
     clocks: Arc<ClockBook>,
+    /// Chaos builds only: what the broken modes need (ledger and all).
+    #[cfg(feature = "failpoints")]
+    node: Node,
 }
 
 /// The `/cluster/...` routes, served beside the Raft RPCs on the node-to-node port.
@@ -332,6 +367,8 @@ pub fn router(node: &Node, addr: NodeAddr, deadline: Duration) -> Router {
             identity: node.identity.clone(),
             deadline,
             clocks: node.clocks.clone(),
+            #[cfg(feature = "failpoints")]
+            node: node.clone(),
         })
 }
 
@@ -347,8 +384,14 @@ async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Respon
         Ok(proposals) => proposals,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
     };
+    #[cfg(feature = "failpoints")]
+    let forwarded = proposals.clone();
     // All at once: Raft appends what arrives together as one group commit.
     let answers = futures::future::join_all(proposals.into_iter().map(|proposal| async {
+        #[cfg(feature = "failpoints")]
+        if let Some(answer) = ack_before_commit(&state.node, &proposal) {
+            return answer;
+        }
         tokio::time::timeout(
             state.deadline,
             propose_local(&state.raft, &state.clocks, proposal),
@@ -362,7 +405,50 @@ async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Respon
         })
     }))
     .await;
+    #[cfg(feature = "failpoints")]
+    if crate::broken::is(crate::broken::Broken::ApplyForwardedTwice) {
+        apply_forwarded_again(&state, forwarded, &answers).await;
+    }
     bincode_response(&answers)
+}
+
+/// Chaos builds only, `LICENSED_BROKEN=apply-forwarded-twice`: after a forwarded batch
+/// was applied, the leader proposes each granted borrow of it a second time. The second
+/// one gets a fresh borrow id and no `requestId`: with the same ones the ledger would only
+/// repeat the first answer (dedup) and hide the bug. What a client sees: its borrow is
+/// answered once, yet a second borrow of the same license for the same host and interval,
+/// with an id nobody was told, shows in `ListLicensesV1` and holds a seat, so later
+/// borrows can be refused for a seat that should be free.
+#[cfg(feature = "failpoints")]
+async fn apply_forwarded_again(
+    state: &ClusterState,
+    forwarded: Vec<Proposal>,
+    answers: &[Result<Outcome, ClusterError>],
+) {
+    let again = forwarded
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(proposal, answer)| match (proposal, answer) {
+            (Proposal::Borrow { request, .. }, Ok(Outcome::Borrow(Ok(_)))) => {
+                Some(Proposal::Borrow {
+                    borrow_id: Uuid::new_v4(),
+                    request,
+                    request_id: None,
+                })
+            }
+            _ => None,
+        });
+    let applied = futures::future::join_all(again.map(|proposal| {
+        tokio::time::timeout(
+            state.deadline,
+            propose_local(&state.raft, &state.clocks, proposal),
+        )
+    }))
+    .await;
+    tracing::debug!(
+        count = applied.len(),
+        "forwarded borrows applied a second time"
+    );
 }
 
 async fn read_index(State(state): State<ClusterState>) -> Response {

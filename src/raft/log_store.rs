@@ -235,6 +235,14 @@ fn sync_wal(db: &DB, stats: &FsyncStats, group_size: usize) -> Result<(), rocksd
     result
 }
 
+/// Logs a failed write (a full disk: "No space left on device") at error level where it
+/// happens, with what was being written, before openraft gets the error and stops the
+/// node's Raft core.
+fn write_failed(what: &'static str, error: rocksdb::Error) -> LogStoreError {
+    tracing::error!(%error, what, "RocksDB write failed");
+    LogStoreError::Rocks(error)
+}
+
 /// Gives each waiter its own copy of the sync's outcome (`io::Error` is not `Clone`).
 fn outcome(result: &Result<(), rocksdb::Error>) -> Result<(), io::Error> {
     match result {
@@ -500,7 +508,9 @@ impl<C: RaftTypeConfig> RocksLogStore<C> {
     fn put_meta<T: Serialize>(&self, key: &'static [u8], value: &T) -> Result<(), LogStoreError> {
         let what = std::str::from_utf8(key).unwrap_or("meta");
         let cf = self.reader.cf(META_CF)?;
-        Ok(self.db().put_cf(cf, key, encode(what, value)?)?)
+        self.db()
+            .put_cf(cf, key, encode(what, value)?)
+            .map_err(|error| write_failed(what, error))
     }
 }
 
@@ -535,7 +545,7 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
                 let cf = self.reader.cf(META_CF)?;
                 self.db()
                     .delete_cf(cf, COMMITTED_KEY)
-                    .map_err(LogStoreError::from)?;
+                    .map_err(|error| write_failed("clear the committed id", error))?;
             }
         }
         Ok(())
@@ -557,8 +567,23 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
         }
         fail::fail_point!("log-append-before");
         // Written (readable) now, acknowledged after the flusher's next WAL sync.
-        self.db().write(batch).map_err(LogStoreError::from)?;
+        self.db()
+            .write(batch)
+            .map_err(|error| write_failed("append log entries", error))?;
         fail::fail_point!("log-append-after");
+        // Chaos builds only, `LICENSED_BROKEN=skip-flush-wal`: acknowledge at once, without
+        // the WAL fsync above (`flush_wal(true)` on the flusher thread), which is the only
+        // thing that makes an append durable. `flush_wal(false)` still hands RocksDB's WAL
+        // buffer to the OS (with `manual_wal_flush` off the write already did): the entries
+        // sit in the page cache, so a `kill -9` keeps them, but a power cut (or a file
+        // system that drops unsynced data) loses entries this node counted towards a
+        // quorum, and with them acknowledged writes.
+        #[cfg(feature = "failpoints")]
+        if crate::broken::is(crate::broken::Broken::SkipFlushWal) {
+            let written = self.db().flush_wal(false).map_err(LogStoreError::from);
+            callback.io_completed(written.map_err(io::Error::from));
+            return Ok(());
+        }
         self.complete_after_sync(callback);
         Ok(())
     }
@@ -569,7 +594,7 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
         // Index u64::MAX is never a real entry, so an exclusive end there covers the tail.
         self.db()
             .delete_range_cf(cf, index_key(from), index_key(u64::MAX))
-            .map_err(LogStoreError::from)?;
+            .map_err(|error| write_failed("truncate the log", error))?;
         // Durable before anything that depends on it: a snapshot install fsyncs its file
         // right after this, and a lost truncation under it would leave a conflicting
         // suffix above a newer snapshot.
@@ -585,7 +610,9 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
         batch.put_cf(meta, LAST_PURGED_KEY, encode("last_purged", &log_id)?);
         let end = log_id.index().saturating_add(1);
         batch.delete_range_cf(logs, index_key(0), index_key(end));
-        self.db().write(batch).map_err(LogStoreError::from)?;
+        self.db()
+            .write(batch)
+            .map_err(|error| write_failed("purge the log", error))?;
         Ok(())
     }
 }

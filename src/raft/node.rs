@@ -13,7 +13,7 @@ use super::identity::IdentityStore;
 use super::log_store::{open_db, RocksLogStore};
 use super::network::PeerNetwork;
 use super::routes::PeerRoutes;
-use super::state_machine::{LedgerStore, SharedLedger};
+use super::state_machine::{LedgerStore, SharedLedger, SnapshotCounters};
 use super::{NodeAddr, NodeId, Raft, TypeConfig};
 
 /// What a node needs to start.
@@ -45,6 +45,8 @@ pub struct Node {
     pub raft: Raft,
     /// The ledger, for reads.
     pub ledger: SharedLedger,
+    /// Snapshots built and installed since start, for the cluster status.
+    pub snapshots: Arc<SnapshotCounters>,
     /// Address overrides for dialling peers, shared with request forwarding.
     pub routes: PeerRoutes,
     /// Peer clock offsets: whether this node may stamp while it leads.
@@ -90,6 +92,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         .map_err(|e| storage_error(&snapshot_dir, e.to_string()))?
         .map_err(|e| storage_error(&snapshot_dir, e.to_string()))?;
     let ledger = state_machine.ledger();
+    let snapshots = state_machine.snapshot_counters();
     let clocks = ClockBook::new(options.max_clock_offset);
 
     let config = RaftConfig {
@@ -132,6 +135,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         id: options.id,
         raft,
         ledger,
+        snapshots,
         routes: options.routes.clone(),
         clocks,
         identity,

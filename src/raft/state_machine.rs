@@ -109,12 +109,33 @@ struct Applied {
     membership: StoredMembershipOf<TypeConfig>,
 }
 
+/// How many snapshots this process built and installed since it started, for the
+/// cluster status. Shared by the clones of the store; read with relaxed loads.
+#[derive(Debug, Default)]
+pub struct SnapshotCounters {
+    built: AtomicU64,
+    installed: AtomicU64,
+}
+
+impl SnapshotCounters {
+    /// Snapshots this process built from its own ledger.
+    pub fn built(&self) -> u64 {
+        self.built.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots this process received from a leader and installed.
+    pub fn installed(&self) -> u64 {
+        self.installed.load(Ordering::Relaxed)
+    }
+}
+
 /// openraft's view of the ledger.
 #[derive(Debug, Clone)]
 pub struct LedgerStore {
     ledger: SharedLedger,
     applied: Arc<RwLock<Applied>>,
     snapshots: SnapshotDir,
+    counters: Arc<SnapshotCounters>,
 }
 
 impl LedgerStore {
@@ -128,6 +149,7 @@ impl LedgerStore {
             ledger: SharedLedger::default(),
             applied: Arc::default(),
             snapshots: SnapshotDir::open(snapshot_dir)?,
+            counters: Arc::default(),
         };
         let mut candidates = store.snapshots.snapshots()?;
         while let Some(path) = candidates.pop() {
@@ -149,6 +171,11 @@ impl LedgerStore {
     /// The ledger handle the API reads from.
     pub fn ledger(&self) -> SharedLedger {
         self.ledger.clone()
+    }
+
+    /// The snapshot counters, shared with the store, for the cluster status.
+    pub fn snapshot_counters(&self) -> Arc<SnapshotCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// The directory of the snapshot files, where incoming snapshots are assembled.
@@ -176,6 +203,13 @@ impl LedgerStore {
         };
         drop(old);
     }
+}
+
+/// Logs a failed snapshot build or install at error level with the OS's reason (a full
+/// disk: "No space left on device (os error 28)") before openraft gets the error.
+fn failed(what: &'static str, error: io::Error) -> io::Error {
+    tracing::error!(%error, what, "snapshot failed");
+    error
 }
 
 /// Runs blocking snapshot work off the async workers.
@@ -217,7 +251,9 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
                 Ok(len)
             })
         })
-        .await?;
+        .await
+        .map_err(|error| failed("build a snapshot", error))?;
+        self.counters.built.fetch_add(1, Ordering::Relaxed);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot built");
         Ok(SnapshotOf::<TypeConfig, SnapshotData> {
             meta,
@@ -296,7 +332,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
             store.swap(&meta, ledger);
             Ok(decode_ms)
         })
-        .await?;
+        .await
+        .map_err(|error| failed("install a snapshot", error))?;
+        self.counters.installed.fetch_add(1, Ordering::Relaxed);
         let total_ms = started.elapsed().as_millis();
         tracing::info!(
             ?last_log_id,

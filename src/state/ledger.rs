@@ -78,6 +78,8 @@ struct Slot {
 /// The replicated state. Deterministic: the same entries in the same order give the same
 /// ledger on every node.
 #[derive(Debug, Default)]
+// Chaos builds only: the `ack-before-commit` mode answers from a copy (`cluster/forward.rs`).
+#[cfg_attr(feature = "failpoints", derive(Clone))]
 pub struct Ledger {
     bootstrapped: bool,
     max_borrow_secs: i64,
@@ -161,7 +163,12 @@ impl Ledger {
         request: &BorrowRequest,
         request_id: &str,
     ) -> Outcome {
-        if let Some(first) = self.requests.get(request_id) {
+        let earlier = self.requests.get(request_id);
+        // Chaos builds only, `LICENSED_BROKEN=skip-dedup`: forget that the id was seen, so
+        // a client's retry of a borrow whose answer was lost borrows a second time.
+        #[cfg(feature = "failpoints")]
+        let earlier = earlier.filter(|_| !crate::broken::is(crate::broken::Broken::SkipDedup));
+        if let Some(first) = earlier {
             if !request.is_retry_of(&first.request) {
                 return Outcome::RequestIdReused(format!(
                     "requestId {request_id:?} was already used for a different borrow request"
@@ -716,6 +723,44 @@ mod tests {
             borrow(&mut ledger, NOW + 4, req.clone(), Some("r-2")),
             refused
         );
+    }
+
+    /// `LICENSED_BROKEN=skip-dedup`: the retry borrows a second seat.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn under_skip_dedup_a_repeated_request_id_borrows_again() {
+        use crate::broken::{in_child_with, Broken};
+        let test = "state::ledger::tests::under_skip_dedup_a_repeated_request_id_borrows_again";
+        if !in_child_with(Broken::SkipDedup, test) {
+            return;
+        }
+        let mut ledger = bootstrapped(key(), 2);
+        let req = request(NOW, NOW + HOUR);
+        let first = granted(borrow(&mut ledger, NOW, req.clone(), Some("r-1")));
+        let again = granted(borrow(&mut ledger, NOW + 1, req, Some("r-1")));
+        assert_ne!(first.borrow_id, again.borrow_id);
+        assert_eq!(ledger.borrow_count(), 2);
+    }
+
+    /// `LICENSED_BROKEN=capacity-off-by-one`: a one-seat license grants two overlapping
+    /// borrows, and refuses the third; the same on every replica, since it is the apply.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn under_capacity_off_by_one_a_license_grants_one_borrow_too_many() {
+        use crate::broken::{in_child_with, Broken};
+        let test =
+            "state::ledger::tests::under_capacity_off_by_one_a_license_grants_one_borrow_too_many";
+        if !in_child_with(Broken::CapacityOffByOne, test) {
+            return;
+        }
+        let mut ledger = ledger_with_one_seat();
+        let req = request(NOW, NOW + HOUR);
+        granted(borrow(&mut ledger, NOW, req.clone(), None));
+        granted(borrow(&mut ledger, NOW, req.clone(), None));
+        assert!(matches!(
+            borrow(&mut ledger, NOW, req, None),
+            Outcome::Borrow(Err(BorrowError::NotAvailable { count: 1, .. }))
+        ));
     }
 
     #[test]

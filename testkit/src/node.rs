@@ -691,6 +691,30 @@ impl NodeProcess {
         .await
     }
 
+    /// Chaos builds only: arms crash point `name` (`apply-before`, `log-append-after`,
+    /// ...) on the running node with a `fail` action (`panic`, `1*off->panic`, ...), with
+    /// the spec's admin token. A `panic` action ends the process when the point is reached.
+    pub async fn arm_failpoint(&self, name: &str, action: &str) -> Result<(), Error> {
+        self.timed(
+            "answer to arming the failpoint",
+            PROBE_TIMEOUT,
+            self.admin.arm_failpoint(name, action),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Chaos builds only: clears crash point `name` on the running node.
+    pub async fn clear_failpoint(&self, name: &str) -> Result<(), Error> {
+        self.timed(
+            "answer to clearing the failpoint",
+            PROBE_TIMEOUT,
+            self.admin.clear_failpoint(name),
+        )
+        .await
+        .map(drop)
+    }
+
     /// An admin call bounded by `timeout`.
     async fn timed(
         &self,

@@ -7,13 +7,17 @@
 //!   acknowledged with, and is in the node's `ListLicensesV1` under its license (a
 //!   return that got no answer may have ended the borrow, so such a borrow is exempt
 //!   from both, and a returned borrow's document may have changed);
-//! - one whose return was acknowledged is not listed any more.
+//! - one whose return was acknowledged is not listed any more;
+//! - every node's final list is the same: the same borrows, with the same hosts and
+//!   intervals, under each license (once healed and idle, the replicas agree).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::Digest;
+use super::model::{interval_text, Digest};
 use super::{Verdict, Violation, ViolationKind};
-use crate::history::{FinalReads, NodeFinalRead, OpResult};
+use crate::history::{FinalReads, ListedBorrow, NodeFinalRead, OpResult};
 
 /// The durability check's findings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +43,7 @@ pub(crate) fn check(digest: &Digest<'_>, final_reads: &FinalReads) -> Durability
     for read in &final_reads.nodes {
         check_node(digest, read, &mut violations);
     }
+    violations.extend(agreement(final_reads));
     DurabilityVerdict {
         nodes: final_reads.nodes.len(),
         borrows: digest.acks.len(),
@@ -133,6 +138,96 @@ fn check_node(digest: &Digest<'_>, read: &NodeFinalRead, violations: &mut Vec<Vi
             ));
         }
     }
+}
+
+/// What a final list shows: license → (borrow id, host, from, until), sorted.
+type Listing<'r> = BTreeMap<&'r str, BTreeSet<(&'r str, &'r str, i64, i64)>>;
+
+fn listing(licenses: &BTreeMap<String, Vec<ListedBorrow>>) -> Listing<'_> {
+    licenses
+        .iter()
+        .map(|(license, borrows)| {
+            let shown = borrows
+                .iter()
+                .map(|b| (b.borrow_id.as_str(), b.host_id.as_str(), b.from, b.until))
+                .collect();
+            (license.as_str(), shown)
+        })
+        .collect()
+}
+
+/// Every node's final list must be the same: one violation per node whose list differs
+/// from the one most nodes gave (the first node's among equals).
+fn agreement(final_reads: &FinalReads) -> Vec<Violation> {
+    let lists: Vec<(&str, Listing<'_>)> = final_reads
+        .nodes
+        .iter()
+        .filter_map(|read| match &read.list {
+            Some(OpResult::ListOk { licenses }) => Some((read.node.as_str(), listing(licenses))),
+            _ => None,
+        })
+        .collect();
+    // The reference: the listing most nodes agree on.
+    let agreeing = |listing: &Listing<'_>| lists.iter().filter(|(_, l)| l == listing).count();
+    let Some((reference_node, reference)) = lists
+        .iter()
+        .enumerate()
+        .max_by_key(|(at, (_, listing))| (agreeing(listing), std::cmp::Reverse(*at)))
+        .map(|(_, entry)| entry)
+    else {
+        return Vec::new();
+    };
+    let same: Vec<&str> = lists
+        .iter()
+        .filter(|(_, listing)| listing == reference)
+        .map(|(node, _)| *node)
+        .collect();
+    let mut violations = Vec::new();
+    for (node, listing) in &lists {
+        if listing == reference {
+            continue;
+        }
+        let mut differences = Vec::new();
+        let mut ids = BTreeSet::new();
+        let licenses: BTreeSet<&str> = listing.keys().chain(reference.keys()).copied().collect();
+        let empty = BTreeSet::new();
+        for license in licenses {
+            let here = listing.get(license);
+            let there = reference.get(license);
+            if here.is_none() || there.is_none() {
+                let by = if here.is_some() { node } else { reference_node };
+                differences.push(format!("license {license} is listed by {by} only"));
+            }
+            let (here, there) = (here.unwrap_or(&empty), there.unwrap_or(&empty));
+            let only_here = here.difference(there).map(|entry| (entry, *node));
+            let only_there = there.difference(here).map(|entry| (entry, *reference_node));
+            for ((id, host, from, until), by) in only_here.chain(only_there) {
+                ids.insert(*id);
+                differences.push(format!(
+                    "{license}: {by} shows {id} (host {host} {})",
+                    interval_text((*from, *until))
+                ));
+            }
+        }
+        violations.push(
+            Violation::new(
+                ViolationKind::DivergentFinalLists,
+                format!(
+                    "node {node}'s final list differs from that of {} ({}): {}",
+                    same.join(", "),
+                    if same.len() > 1 {
+                        "which agree"
+                    } else {
+                        "the first node read"
+                    },
+                    differences.join("; ")
+                ),
+            )
+            .node(node)
+            .borrow_ids(ids),
+        );
+    }
+    violations
 }
 
 /// A failed read for a report.

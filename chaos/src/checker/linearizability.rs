@@ -7,8 +7,9 @@
 //! - a borrow answered ok with id `b` fits iff adding its interval keeps the overlap at
 //!   or below the count; then `b` is active and created;
 //! - a borrow refused with 32 fits iff adding its interval would exceed the count;
-//! - a return removes the id (and fits even when it is not active); a return answered
-//!   34 fits iff the id was never created;
+//! - a return removes the id (and fits even when it is no longer active, but a return
+//!   answered ok only once the id was created); a return answered 34 fits iff the id
+//!   was never created;
 //! - a get answered ok fits iff the id was created before it; a get answered 34 iff not;
 //! - a list fits iff the ids it shows for the license are exactly the active ones.
 //!
@@ -20,6 +21,16 @@
 //! any definite answer may create a borrow whose id nobody was told: either one that a
 //! read shows (an id no acknowledgement explains, matched by host and interval) or an
 //! anonymous one that only takes capacity.
+//!
+//! The final reads (a get of every acknowledged borrow and a list, on every node, once
+//! the workload stopped and every fault healed) are operations like any other here.
+//!
+//! # Near-now borrows
+//! A borrow without `validFrom` has the interval from its stamped (or estimated) start
+//! to its end; a read shows it with the start the server chose, so an unexplained id is
+//! matched to it by host and end only. This is exact only while every near-now borrow
+//! of the license overlaps every other one (see the model's `near_now_premise`); a
+//! license where that cannot be shown is left undecided, with a note and a warning.
 //!
 //! # Search
 //! A Wing–Gong search: depth first over which operation takes effect next, among those
@@ -49,7 +60,9 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{interval_text, overlap_within, overlaps, seconds, Digest};
+use super::model::{
+    interval_text, near_now_premise, overlap_within, overlaps, seconds, Digest, LogicalBorrow,
+};
 use super::{Verdict, Violation, ViolationKind};
 use crate::history::{OpId, OpKind, OpResult, Time, UnixSeconds};
 
@@ -77,6 +90,9 @@ pub struct PartitionResult {
     pub steps: u64,
     /// How it ended.
     pub outcome: PartitionOutcome,
+    /// Why the search did not run, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The linearizability check's findings.
@@ -127,7 +143,8 @@ enum Step {
         host: String,
         candidates: Vec<IdIdx>,
     },
-    /// A return answered ok, or without an answer (then it may be left out).
+    /// A return answered ok (the id must exist), or without an answer (then it may be
+    /// left out).
     Return { id: IdIdx },
     /// A return answered 34.
     ReturnNotFound { id: IdIdx },
@@ -216,6 +233,7 @@ pub(crate) fn check(
     digest: &Digest<'_>,
     counts: &BTreeMap<&str, u64>,
     budget: u64,
+    clock_tolerance_ms: i64,
 ) -> LinearizabilityVerdict {
     let mut verdict = LinearizabilityVerdict::default();
     let attribution = attribute(digest);
@@ -228,8 +246,22 @@ pub(crate) fn check(
                 operations,
                 steps: 0,
                 outcome: PartitionOutcome::Violated,
+                note: None,
             });
             verdict.violations.append(&mut problems);
+            continue;
+        }
+        if let Err(why) = near_now_premise(digest, license, clock_tolerance_ms) {
+            verdict.warnings.push(format!(
+                "license {license} is not checked for linearizability: {why}"
+            ));
+            verdict.partitions.push(PartitionResult {
+                license: license.to_string(),
+                operations,
+                steps: 0,
+                outcome: PartitionOutcome::Unknown,
+                note: Some(why),
+            });
             continue;
         }
         let mut search = Search::new(&partition, budget);
@@ -242,6 +274,7 @@ pub(crate) fn check(
             operations,
             steps: search.steps,
             outcome: search.outcome,
+            note: None,
         });
     }
     unattributed_reads(digest, &attribution, &mut verdict);
@@ -257,7 +290,7 @@ fn attribute<'d>(digest: &'d Digest<'_>) -> BTreeMap<&'d str, &'d str> {
             attribution.insert(id, license);
         }
     }
-    for op in &digest.history.ops {
+    for op in digest.all_ops() {
         if let OpResult::ListOk { licenses } = &op.result {
             for (license, borrows) in licenses {
                 for borrow in borrows {
@@ -282,8 +315,8 @@ fn build(
     let mut partition = Partition::new(license, count);
     let mut index: BTreeMap<String, IdIdx> = BTreeMap::new();
     let mut problems = Vec::new();
-    // Logical borrows without an answer, with their host, to match ids to later.
-    let mut undecided: Vec<usize> = Vec::new();
+    // Logical borrows without an answer (partition op, borrow), to match ids to later.
+    let mut undecided: Vec<(usize, &LogicalBorrow)> = Vec::new();
 
     for borrow in digest.borrows.iter().filter(|b| b.license == license) {
         let sources = borrow.op_ids(history);
@@ -319,7 +352,7 @@ fn build(
         } else if !borrow.conflicts.is_empty() {
             partition.push(Step::Refuse { span }, lo, hi, sources);
         } else if !borrow.indeterminate.is_empty() {
-            undecided.push(partition.ops.len());
+            undecided.push((partition.ops.len(), borrow));
             partition.push(
                 Step::MaybeCreate {
                     span,
@@ -335,7 +368,7 @@ fn build(
 
     // How lists describe the ids no acknowledgement explains: host and interval.
     let mut described: BTreeMap<IdIdx, (String, Span)> = BTreeMap::new();
-    for op in &history.ops {
+    for op in digest.all_ops() {
         match (&op.kind, &op.result) {
             (OpKind::List, OpResult::ListOk { licenses }) => {
                 let Some(borrows) = licenses.get(license) else {
@@ -377,15 +410,10 @@ fn build(
         }
         let description = described.get(&id);
         let mut matched = false;
-        for &op in &undecided {
-            if let Step::MaybeCreate {
-                span,
-                host,
-                candidates,
-            } = &mut partition.ops[op].step
-            {
+        for &(op, borrow) in &undecided {
+            if let Step::MaybeCreate { candidates, .. } = &mut partition.ops[op].step {
                 let fits = description.is_none_or(|(listed_host, listed_span)| {
-                    *listed_host == *host && *listed_span == *span
+                    borrow.matches_listing(listed_host, *listed_span)
                 });
                 if fits {
                     candidates.push(id);
@@ -478,9 +506,10 @@ fn read_step(is_get: bool, result: &OpResult) -> Option<(MakeStep, bool)> {
     Some(shape)
 }
 
-/// Gets that found an id no acknowledgement and no list ties to a license cannot be
-/// placed in a partition. Such an id can only come from a borrow without an answer; if
-/// none had been invoked before the get completed, the read is impossible.
+/// Gets that found, and returns that ended, an id no acknowledgement and no list ties
+/// to a license cannot be placed in a partition. Such an id can only come from a borrow
+/// without an answer; if none had been invoked before the call completed, the answer is
+/// impossible.
 fn unattributed_reads(
     digest: &Digest<'_>,
     attribution: &BTreeMap<&str, &str>,
@@ -488,9 +517,11 @@ fn unattributed_reads(
 ) {
     let history = digest.history;
     let mut unchecked = 0usize;
-    for op in &history.ops {
-        let (OpKind::Get { borrow_id }, OpResult::GetOk { .. }) = (&op.kind, &op.result) else {
-            continue;
+    for op in digest.all_ops() {
+        let (borrow_id, what) = match (&op.kind, &op.result) {
+            (OpKind::Get { borrow_id }, OpResult::GetOk { .. }) => (borrow_id, "get found"),
+            (OpKind::Return { borrow_id }, OpResult::ReturnOk) => (borrow_id, "return ended"),
+            _ => continue,
         };
         if attribution.contains_key(borrow_id.as_str()) {
             continue;
@@ -508,7 +539,7 @@ fn unattributed_reads(
                 Violation::new(
                     ViolationKind::NotLinearizable,
                     format!(
-                        "get found borrow {borrow_id}, which no borrow was acknowledged with, no list showed, and no borrow without an answer could have created"
+                        "{what} borrow {borrow_id}, which no borrow was acknowledged with, no list showed, and no borrow without an answer could have created"
                     ),
                 )
                 .node(&op.node)
@@ -519,7 +550,7 @@ fn unattributed_reads(
     }
     if unchecked > 0 {
         verdict.warnings.push(format!(
-            "{unchecked} gets found borrow ids that nothing else names; they are not checked for linearizability"
+            "{unchecked} gets or returns named borrow ids that nothing else names; they are not checked for linearizability"
         ));
     }
 }
@@ -611,6 +642,8 @@ enum Reject {
     Exists,
     /// A get found an id not created yet.
     NotCreated,
+    /// A return answered ok before the id was created.
+    ReturnedUnknown,
     /// A list differs from the active set.
     ListMismatch {
         missing: Vec<Slot>,
@@ -859,6 +892,10 @@ impl<'p> Search<'p> {
                 });
             }
             (Step::Return { id }, _) => {
+                // The server answers 34 to a return of a borrow it does not know.
+                if part.ops[op].hi.is_some() && !self.created(state, *id) {
+                    return Err(Reject::ReturnedUnknown);
+                }
                 next.active.retain(|held| held.slot != Slot::Id(*id));
             }
             (Step::ReturnNotFound { id }, _) | (Step::Get { id, found: false }, _) => {
@@ -1172,6 +1209,7 @@ impl<'p> Search<'p> {
             Reject::AlreadyCreated => "creates an id that exists already".to_string(),
             Reject::Exists => "answered 34 although the borrow exists".to_string(),
             Reject::NotCreated => "found a borrow not yet created".to_string(),
+            Reject::ReturnedUnknown => "returned a borrow not yet created".to_string(),
             Reject::ListMismatch {
                 missing,
                 unexpected,

@@ -1,13 +1,20 @@
 //! Checks a recorded [`History`] against what the license server promises.
 //!
-//! Four independent verdicts:
+//! Six independent verdicts:
 //! - [`safety`]: no license is ever over-borrowed, and an idempotency key never yields
 //!   two borrows;
 //! - [`durability`]: after healing, every acknowledged borrow is still there, on every
-//!   node, with the license string it was acknowledged with;
-//! - [`linearizability`]: the whole history is explained by one sequential ledger
-//!   (Wing–Gong search, per license);
-//! - [`liveness`]: after each healed fault the cluster borrows again within a bound.
+//!   node, with the license string it was acknowledged with, and every node lists the
+//!   same borrows;
+//! - [`linearizability`]: the whole history, final reads included, is explained by one
+//!   sequential ledger (Wing–Gong search, per license);
+//! - [`answers`]: each answer agrees with what is known without any ordering: lists show
+//!   exactly the pool's licenses and each borrow as acknowledged, license strings state
+//!   what was asked for and stay the same across retries and gets;
+//! - [`clock`]: the start the server stamps on a near-now borrow lies within the
+//!   client's wall clock window of the call;
+//! - [`liveness`]: after each healed fault the cluster borrows again within a bound,
+//!   and every node the fault hit answers again within it.
 //!
 //! [`check`] runs them all and returns a [`CheckReport`].
 //!
@@ -20,10 +27,15 @@
 //! - **Faithful outcomes.** Only a JSON-RPC error object is a definite failure; every
 //!   timeout, transport error, unusable answer and -32603 is recorded as indeterminate
 //!   ([`crate::history::OpResult::from_error`] classifies them).
-//! - **Future intervals, always explicit.** Every borrow sends `validFrom` and
-//!   `validUntil`, far enough in the future that the server's clock never reaches them
-//!   during the run (e.g. 2030). Then a borrow never starts or expires by itself, a
-//!   return ends it entirely, and the list shows exactly the borrows not returned.
+//! - **Future intervals, explicit, or near now on a license of their own.** A borrow
+//!   either sends `validFrom` and `validUntil`, far enough in the future that the
+//!   server's clock never reaches them during the run (e.g. 2030): then it never starts
+//!   or expires by itself, a return ends it entirely, and the list shows exactly the
+//!   borrows not returned. Or it sends no `validFrom` and a `validUntil` later than the
+//!   run lasts (the workload: 2 to 4 hours after the client's clock, for runs under two
+//!   hours), on a license that gets only such borrows: then they all overlap each
+//!   other, so the count alone decides them, and a return ends them for every later
+//!   read. The checks verify that premise and leave a license undecided without it.
 //! - **One request id per logical borrow**, reused only by its retries, with identical
 //!   inputs. Borrows without a request id are each their own logical borrow.
 //! - **Unique host ids per logical borrow** (recommended): a borrow id that only shows
@@ -34,9 +46,15 @@
 //!   a license's history and is only checked loosely.
 //! - **Final reads after healing**: every node answers `GetBorrowedLicenseV1` for every
 //!   id of [`crate::history::History::acknowledged_borrow_ids`] and `ListLicensesV1`,
-//!   once the cluster is healed and idle. They may also be recorded as ordinary
-//!   operations, so that linearizability covers them too.
+//!   once the cluster is healed and idle, each with its invocation and completion time
+//!   ([`crate::history::NodeFinalRead::record_get`]); linearizability places them like
+//!   any other read. Do not record them as ordinary operations as well.
+//! - **The wall clock start** ([`crate::history::HistoryRecorder`] notes it): without
+//!   it, near-now borrows are neither checked against the client's clock nor for
+//!   linearizability.
 
+pub mod answers;
+pub mod clock;
 pub mod durability;
 pub mod linearizability;
 pub mod liveness;
@@ -44,7 +62,13 @@ pub(crate) mod model;
 pub mod safety;
 
 #[cfg(test)]
+mod crosscheck;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_near_now;
+#[cfg(test)]
+mod tests_reads;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,39 +77,116 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{FinalReads, History, OpId, Time};
 
+pub use answers::AnswersVerdict;
+pub use clock::ClockVerdict;
 pub use durability::DurabilityVerdict;
 pub use linearizability::{LinearizabilityVerdict, PartitionOutcome, PartitionResult};
-pub use liveness::{LivenessVerdict, Recovery, RecoveryStats};
+pub use liveness::{LivenessVerdict, NodeRecovery, Recovery, RecoveryStats};
 pub use safety::SafetyVerdict;
 
-use model::{seconds, Digest};
+use model::{seconds, Digest, DEFAULT_CLOCK_TOLERANCE_MS};
 
-/// What a check found wrong.
+/// What a check found wrong. [`ViolationKind::check`] names the check that reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
-    /// More borrows of a license overlap some instant than its count allows.
+    /// More borrows of a license overlap some instant than its count allows (safety).
     OverBorrow,
-    /// One idempotency key was acknowledged with two different borrow ids.
+    /// One idempotency key was acknowledged with two different borrow ids (safety).
     DoubleBorrow,
-    /// One borrow id was acknowledged to two different logical borrows.
+    /// One borrow id was acknowledged to two different logical borrows (safety).
     ReusedBorrowId,
-    /// An acknowledged borrow is unknown to a node, or missing from its list.
+    /// An acknowledged borrow is unknown to a node, or missing from its final list
+    /// (durability).
     LostBorrow,
-    /// A node answers a borrow with another license string than the acknowledged one.
+    /// A node's final get answers another license string than the acknowledged one
+    /// (durability).
     AlteredLicense,
-    /// A borrow whose return was acknowledged is listed again.
+    /// A borrow whose return was acknowledged is in a final list (durability).
     ResurrectedBorrow,
-    /// A node did not answer a final read.
+    /// A node did not answer a final read (durability).
     UnreadableNode,
-    /// A final read the durability check needs was not recorded.
+    /// A final read the durability check needs was not recorded (durability).
     MissingFinalRead,
-    /// No sequential execution explains the answers of one license's operations.
+    /// The nodes' final lists differ (durability).
+    DivergentFinalLists,
+    /// No sequential execution explains the answers of one license's operations
+    /// (linearizability).
     NotLinearizable,
-    /// The cluster took longer than the bound to borrow again after a fault healed.
+    /// A list leaves out a license of the pool (answers).
+    MissingLicense,
+    /// A list shows a license the pool does not have (answers).
+    UnknownLicense,
+    /// A license string differs from what was asked for, from the first acknowledgement
+    /// of the same borrow (a retry), or a get answers another one (answers).
+    LicenseMismatch,
+    /// A list shows a borrow with another host or interval than it was acknowledged
+    /// with, or than another list showed (answers).
+    AlteredListing,
+    /// A near-now borrow's stamped start lies outside the client's clock window of the
+    /// call, or cannot be read (clock).
+    ClockStamp,
+    /// The cluster took longer than the bound to borrow again after a fault healed
+    /// (liveness).
     SlowRecovery,
-    /// The cluster never borrowed again after a fault healed.
+    /// The cluster never borrowed again after a fault healed (liveness).
     NoRecovery,
+    /// A node a fault hit took longer than the bound to answer again after the heal
+    /// (liveness).
+    SlowNodeRecovery,
+    /// A node a fault hit never answered again after the heal (liveness).
+    NoNodeRecovery,
+}
+
+impl ViolationKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ViolationKind; 19] = [
+        ViolationKind::OverBorrow,
+        ViolationKind::DoubleBorrow,
+        ViolationKind::ReusedBorrowId,
+        ViolationKind::LostBorrow,
+        ViolationKind::AlteredLicense,
+        ViolationKind::ResurrectedBorrow,
+        ViolationKind::UnreadableNode,
+        ViolationKind::MissingFinalRead,
+        ViolationKind::DivergentFinalLists,
+        ViolationKind::NotLinearizable,
+        ViolationKind::MissingLicense,
+        ViolationKind::UnknownLicense,
+        ViolationKind::LicenseMismatch,
+        ViolationKind::AlteredListing,
+        ViolationKind::ClockStamp,
+        ViolationKind::SlowRecovery,
+        ViolationKind::NoRecovery,
+        ViolationKind::SlowNodeRecovery,
+        ViolationKind::NoNodeRecovery,
+    ];
+
+    /// The check that reports this kind: `safety`, `durability`, `linearizability`,
+    /// `answers`, `clock` or `liveness` (the field of [`CheckReport`]).
+    pub fn check(self) -> &'static str {
+        match self {
+            ViolationKind::OverBorrow
+            | ViolationKind::DoubleBorrow
+            | ViolationKind::ReusedBorrowId => "safety",
+            ViolationKind::LostBorrow
+            | ViolationKind::AlteredLicense
+            | ViolationKind::ResurrectedBorrow
+            | ViolationKind::UnreadableNode
+            | ViolationKind::MissingFinalRead
+            | ViolationKind::DivergentFinalLists => "durability",
+            ViolationKind::NotLinearizable => "linearizability",
+            ViolationKind::MissingLicense
+            | ViolationKind::UnknownLicense
+            | ViolationKind::LicenseMismatch
+            | ViolationKind::AlteredListing => "answers",
+            ViolationKind::ClockStamp => "clock",
+            ViolationKind::SlowRecovery
+            | ViolationKind::NoRecovery
+            | ViolationKind::SlowNodeRecovery
+            | ViolationKind::NoNodeRecovery => "liveness",
+        }
+    }
 }
 
 impl fmt::Display for ViolationKind {
@@ -99,9 +200,17 @@ impl fmt::Display for ViolationKind {
             ViolationKind::ResurrectedBorrow => "resurrected-borrow",
             ViolationKind::UnreadableNode => "unreadable-node",
             ViolationKind::MissingFinalRead => "missing-final-read",
+            ViolationKind::DivergentFinalLists => "divergent-final-lists",
             ViolationKind::NotLinearizable => "not-linearizable",
+            ViolationKind::MissingLicense => "missing-license",
+            ViolationKind::UnknownLicense => "unknown-license",
+            ViolationKind::LicenseMismatch => "license-mismatch",
+            ViolationKind::AlteredListing => "altered-listing",
+            ViolationKind::ClockStamp => "clock-stamp",
             ViolationKind::SlowRecovery => "slow-recovery",
             ViolationKind::NoRecovery => "no-recovery",
+            ViolationKind::SlowNodeRecovery => "slow-node-recovery",
+            ViolationKind::NoNodeRecovery => "no-node-recovery",
         };
         f.write_str(name)
     }
@@ -249,8 +358,17 @@ pub struct CheckConfig {
     /// Longest acceptable time from a heal to the next successful borrow, nanoseconds.
     pub recovery_bound: Time,
     /// Count a borrow refused with 32 as recovery too (the cluster decided it through
-    /// the log). Off by default: then only a successful borrow counts.
+    /// the log), and a get or return answered 34 as a node answering. Off by default:
+    /// then only successful answers count.
     pub conflict_counts_as_recovery: bool,
+    /// How far (ms) a near-now borrow's stamped start may lie outside the client's
+    /// wall clock window of the call.
+    #[serde(default = "default_clock_tolerance_ms")]
+    pub clock_tolerance_ms: i64,
+}
+
+fn default_clock_tolerance_ms() -> i64 {
+    DEFAULT_CLOCK_TOLERANCE_MS
 }
 
 impl Default for CheckConfig {
@@ -259,6 +377,7 @@ impl Default for CheckConfig {
             search_budget: 2_000_000,
             recovery_bound: 30_000_000_000,
             conflict_counts_as_recovery: false,
+            clock_tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
         }
     }
 }
@@ -280,7 +399,10 @@ pub struct HistorySummary {
     pub licenses: usize,
     /// Nodes with final reads.
     pub final_read_nodes: usize,
-    /// The history's last time.
+    /// Logical borrows sent without `validFrom` (near now).
+    #[serde(default)]
+    pub near_now_borrows: usize,
+    /// The history's last time, final reads included.
     pub duration: Time,
 }
 
@@ -295,6 +417,12 @@ pub struct CheckReport {
     pub durability: DurabilityVerdict,
     /// One sequential ledger explains everything.
     pub linearizability: LinearizabilityVerdict,
+    /// Each answer agrees with what is known without ordering.
+    #[serde(default)]
+    pub answers: AnswersVerdict,
+    /// Near-now borrows are stamped with the time they were made.
+    #[serde(default)]
+    pub clock: ClockVerdict,
     /// Recovery after faults.
     pub liveness: LivenessVerdict,
     /// Problems of the history itself (a workload bug, a license without a count);
@@ -309,6 +437,8 @@ impl CheckReport {
             .verdict()
             .and(self.durability.verdict())
             .and(self.linearizability.verdict())
+            .and(self.answers.verdict())
+            .and(self.clock.verdict())
             .and(self.liveness.verdict())
     }
 
@@ -325,6 +455,8 @@ impl CheckReport {
             .iter()
             .chain(&self.durability.violations)
             .chain(&self.linearizability.violations)
+            .chain(&self.answers.violations)
+            .chain(&self.clock.violations)
             .chain(&self.liveness.violations)
     }
 }
@@ -404,14 +536,50 @@ impl fmt::Display for CheckReport {
         )?;
         for partition in &lin.partitions {
             if let PartitionOutcome::Unknown = partition.outcome {
-                writeln!(
-                    f,
-                    "    license {}: unknown, search budget exhausted after {} steps ({} operations)",
-                    partition.license, partition.steps, partition.operations
-                )?;
+                match &partition.note {
+                    Some(note) => writeln!(
+                        f,
+                        "    license {}: unknown, not searched: {note}",
+                        partition.license
+                    )?,
+                    None => writeln!(
+                        f,
+                        "    license {}: unknown, search budget exhausted after {} steps ({} operations)",
+                        partition.license, partition.steps, partition.operations
+                    )?,
+                }
             }
         }
         write_violations(f, &lin.violations)?;
+
+        writeln!(
+            f,
+            "answers: {} ({} lists, {} acknowledgements, {} gets)",
+            self.answers.verdict(),
+            self.answers.lists,
+            self.answers.acknowledgements,
+            self.answers.gets
+        )?;
+        write_violations(f, &self.answers.violations)?;
+
+        let clock = &self.clock;
+        let offsets = match (clock.earliest_offset_ms, clock.latest_offset_ms) {
+            (None, None) => "every start within its window".to_string(),
+            (early, late) => format!(
+                "furthest before {}, furthest after {}",
+                early.map_or("none".to_string(), |ms| format!("{:.3}s", ms as f64 / 1e3)),
+                late.map_or("none".to_string(), |ms| format!("{:.3}s", ms as f64 / 1e3))
+            ),
+        };
+        writeln!(
+            f,
+            "clock: {} ({} of {} near-now borrows checked, tolerance {:.3}s, {offsets})",
+            clock.verdict(),
+            clock.checked,
+            clock.near_now_borrows,
+            clock.tolerance_ms as f64 / 1e3
+        )?;
+        write_violations(f, &clock.violations)?;
 
         writeln!(
             f,
@@ -422,6 +590,14 @@ impl fmt::Display for CheckReport {
         )?;
         for (kind, stats) in &self.liveness.stats {
             writeln!(f, "    {kind}: {stats}")?;
+        }
+        if !self.liveness.node_stats.is_empty() {
+            writeln!(f, "  recovery per node and fault kind:")?;
+            for (kind, nodes) in &self.liveness.node_stats {
+                for (node, stats) in nodes {
+                    writeln!(f, "    {kind} {node}: {stats}")?;
+                }
+            }
         }
         for fault in &self.liveness.unhealed {
             writeln!(
@@ -454,21 +630,30 @@ pub fn check(
     final_reads: &FinalReads,
     config: &CheckConfig,
 ) -> CheckReport {
-    let digest = Digest::new(history);
+    let digest = Digest::new(history, final_reads);
     let counts: BTreeMap<&str, u64> = licenses
         .iter()
         .map(|(key, count)| (key.as_str(), *count))
         .collect();
     let mut warnings = history_warnings(&digest, &counts);
-    let linearizability = linearizability::check(&digest, &counts, config.search_budget);
+    let linearizability = linearizability::check(
+        &digest,
+        &counts,
+        config.search_budget,
+        config.clock_tolerance_ms,
+    );
     warnings.extend(linearizability.warnings.iter().cloned());
+    let clock = clock::check(&digest, config.clock_tolerance_ms);
+    warnings.extend(clock.warnings.iter().cloned());
     CheckReport {
         summary: summarize(&digest, counts.len(), final_reads),
         safety: safety::check(&digest, &counts, final_reads),
         durability: durability::check(&digest, final_reads),
         linearizability,
+        answers: answers::check(&digest, licenses),
+        clock,
         liveness: liveness::check(
-            history,
+            &digest,
             config.recovery_bound,
             config.conflict_counts_as_recovery,
         ),
@@ -499,7 +684,8 @@ fn summarize(digest: &Digest<'_>, licenses: usize, final_reads: &FinalReads) -> 
         faults: history.faults.len(),
         licenses,
         final_read_nodes: final_reads.nodes.len(),
-        duration: history.end_time(),
+        near_now_borrows: digest.borrows.iter().filter(|b| b.near_now).count(),
+        duration: digest.end_time(),
     }
 }
 

@@ -1,9 +1,30 @@
 //! What every check needs from a history: intervals and their overlap, logical borrows
-//! (all attempts of one idempotency key), acknowledged borrows and returns.
+//! (all attempts of one idempotency key), acknowledged borrows and returns, the final
+//! reads as operations, and what a license string says.
+//!
+//! # Near-now borrows
+//! A borrow sent without `validFrom` starts at the server's clock; the client learns the
+//! start only from the license string of the answer (or from a later read). The checks
+//! give such a borrow the interval `[start, until)` where `start` is the one the first
+//! readable acknowledgement states, or else the client's wall clock at its first
+//! invocation. That is only an estimate, and the checks rely on it only where it cannot
+//! matter: while every near-now start lies before every near-now end, all near-now
+//! borrows of a license overlap each other whatever their exact starts, so the count
+//! alone decides them. The linearizability check verifies that premise per license
+//! ([`near_now_premise`]) and leaves a license undecided when it does not hold (a run
+//! longer than the two hours the workload's borrows last).
 
 use std::collections::BTreeMap;
 
-use crate::history::{History, Op, OpId, OpKind, OpResult, Time, UnixSeconds};
+use licensed::borrow::document::{decode, LicenseDocument};
+use licensed::borrow::time::{parse_instant, DateRole};
+
+use crate::history::{FinalReads, History, Op, OpId, OpKind, OpResult, Time, UnixSeconds};
+
+/// How far (ms) a near-now borrow's stamped start may lie outside the client's wall
+/// clock window of its call: the server's leaders stamp only while their clock agrees
+/// with a quorum's within 1 s, plus rounding to whole seconds and scheduling delays.
+pub(crate) const DEFAULT_CLOCK_TOLERANCE_MS: i64 = 5_000;
 
 /// The most borrows of `intervals` (half-open) that overlap one instant, with the first
 /// such instant; `(0, None)` for none.
@@ -58,8 +79,15 @@ pub(crate) struct LogicalBorrow {
     pub request_id: Option<String>,
     /// The license (from the first attempt).
     pub license: String,
-    /// The interval (from the first attempt).
+    /// The interval (from the first attempt); for a near-now borrow the start is the
+    /// stamped one or an estimate (see the module docs).
     pub interval: (UnixSeconds, UnixSeconds),
+    /// Sent without `validFrom`: the server's clock chose the start.
+    pub near_now: bool,
+    /// For a near-now borrow, the start its first readable acknowledgement states.
+    pub stamped: Option<UnixSeconds>,
+    /// The requested start, as sent (`None` for a near-now borrow).
+    requested_from: Option<UnixSeconds>,
     /// The host (from the first attempt).
     pub host: String,
     /// Every attempt, in invocation order (indices into `History::ops`).
@@ -102,6 +130,15 @@ impl LogicalBorrow {
             .map(|&index| history.ops[index].invoke)
             .min()
             .unwrap_or(0)
+    }
+
+    /// Whether a borrow of this one's inputs shows as `host` and `interval` in a list:
+    /// same host (as the server writes it, upper case) and end, and the same start
+    /// unless the server chose it.
+    pub fn matches_listing(&self, host: &str, interval: (UnixSeconds, UnixSeconds)) -> bool {
+        host.eq_ignore_ascii_case(&self.host)
+            && interval.1 == self.interval.1
+            && (self.near_now || interval.0 == self.interval.0)
     }
 
     /// The earliest definite answer: the single effect happened before it.
@@ -166,6 +203,9 @@ impl Returns {
 pub(crate) struct Digest<'h> {
     /// The history.
     pub history: &'h History,
+    /// The final reads as operations ([`History::final_read_ops`]), checked like every
+    /// other read.
+    pub finals: Vec<Op>,
     /// Every logical borrow, ordered by first attempt.
     pub borrows: Vec<LogicalBorrow>,
     /// Every acknowledged borrow id.
@@ -175,9 +215,12 @@ pub(crate) struct Digest<'h> {
 }
 
 impl<'h> Digest<'h> {
-    /// Digests `history`.
-    pub fn new(history: &'h History) -> Digest<'h> {
+    /// Digests `history` with the final reads `final_reads` (usually the history's own).
+    pub fn new(history: &'h History, final_reads: &FinalReads) -> Digest<'h> {
         let borrows = logical_borrows(history);
+        let last = history.ops.iter().map(|op| op.id).max().unwrap_or(0);
+        // Final reads without a window come after everything the workload did.
+        let finals = final_reads.to_ops(last + 1, history.workload_end_time() + 1);
         let mut acks: BTreeMap<&'h str, Ack> = BTreeMap::new();
         for (number, borrow) in borrows.iter().enumerate() {
             for &index in &borrow.acked {
@@ -215,10 +258,24 @@ impl<'h> Digest<'h> {
         }
         Digest {
             history,
+            finals,
             borrows,
             acks,
             returns,
         }
+    }
+
+    /// Every operation: the workload's, then the final reads.
+    pub fn all_ops(&self) -> impl Iterator<Item = &Op> {
+        self.history.ops.iter().chain(&self.finals)
+    }
+
+    /// The last time anything happened, final reads included.
+    pub fn end_time(&self) -> Time {
+        self.finals
+            .iter()
+            .map(|op| op.complete.unwrap_or(op.invoke).max(op.invoke))
+            .fold(self.history.end_time(), Time::max)
     }
 
     /// The op at `index` of the history.
@@ -250,6 +307,38 @@ impl<'h> Digest<'h> {
 
 /// Groups borrow attempts into logical borrows by idempotency key.
 fn logical_borrows(history: &History) -> Vec<LogicalBorrow> {
+    let mut borrows = group_attempts(history);
+    for borrow in &mut borrows {
+        if borrow.near_now {
+            resolve_near_now(history, borrow);
+        }
+    }
+    borrows
+}
+
+/// Gives a near-now borrow its start: the one its first readable acknowledgement
+/// states, else the client's clock at its first invocation, else (a history without a
+/// wall clock) two hours before its end.
+fn resolve_near_now(history: &History, borrow: &mut LogicalBorrow) {
+    borrow.stamped = borrow
+        .acked
+        .iter()
+        .find_map(|&index| match &history.ops[index].result {
+            OpResult::BorrowOk { license, .. } => license_interval(license).map(|(from, _)| from),
+            _ => None,
+        });
+    let invoked = history
+        .wall_ms(borrow.first_invoke(history))
+        .map(|ms| ms.div_euclid(1_000));
+    let start = borrow
+        .stamped
+        .or(invoked)
+        .unwrap_or(borrow.interval.1.saturating_sub(2 * 3_600));
+    borrow.interval.0 = start;
+}
+
+/// Collects the attempts of each logical borrow.
+fn group_attempts(history: &History) -> Vec<LogicalBorrow> {
     let mut borrows: Vec<LogicalBorrow> = Vec::new();
     let mut by_request: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, op) in history.ops.iter().enumerate() {
@@ -270,7 +359,8 @@ fn logical_borrows(history: &History) -> Vec<LogicalBorrow> {
             Some(number) => {
                 let borrow = &mut borrows[number];
                 if borrow.license != *license
-                    || borrow.interval != (*from, *until)
+                    || borrow.requested_from != *from
+                    || borrow.interval.1 != *until
                     || borrow.host != *host
                 {
                     borrow.mismatched.push(index);
@@ -281,7 +371,10 @@ fn logical_borrows(history: &History) -> Vec<LogicalBorrow> {
                 borrows.push(LogicalBorrow {
                     request_id: request_id.clone(),
                     license: license.clone(),
-                    interval: (*from, *until),
+                    interval: (from.unwrap_or_default(), *until),
+                    near_now: from.is_none(),
+                    stamped: None,
+                    requested_from: *from,
                     host: host.clone(),
                     attempts: Vec::new(),
                     acked: Vec::new(),
@@ -308,6 +401,111 @@ fn logical_borrows(history: &History) -> Vec<LogicalBorrow> {
         }
     }
     borrows
+}
+
+/// What a license string states, when it can be read (the signature is not checked:
+/// the checks compare strings, they do not trust them).
+pub(crate) fn license_document(license: &str) -> Option<LicenseDocument> {
+    decode(license).ok().map(|(document, _, _)| document)
+}
+
+/// The interval a license string states.
+pub(crate) fn license_interval(license: &str) -> Option<(UnixSeconds, UnixSeconds)> {
+    document_interval(&license_document(license)?)
+}
+
+fn document_interval(document: &LicenseDocument) -> Option<(UnixSeconds, UnixSeconds)> {
+    let from = parse_instant(&document.valid_from, DateRole::Start, "validFrom").ok()?;
+    let until = parse_instant(&document.valid_until, DateRole::End, "validUntil").ok()?;
+    Some((from, until))
+}
+
+/// How an answered license string relates to the acknowledged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sameness {
+    /// The very same string.
+    Identical,
+    /// The same document except for an end moved earlier (not before its start): what
+    /// a return does to a borrow.
+    Shortened,
+    /// Anything else (or a string that cannot be read).
+    Different,
+}
+
+/// Compares an answered license string with the acknowledged one.
+pub(crate) fn compare_licenses(acknowledged: &str, answered: &str) -> Sameness {
+    if acknowledged == answered {
+        return Sameness::Identical;
+    }
+    let (Some(before), Some(after)) = (license_document(acknowledged), license_document(answered))
+    else {
+        return Sameness::Different;
+    };
+    let (Some((from, until)), Some((after_from, after_until))) =
+        (document_interval(&before), document_interval(&after))
+    else {
+        return Sameness::Different;
+    };
+    let rest_equal = LicenseDocument {
+        valid_until: before.valid_until.clone(),
+        ..after
+    } == before;
+    if rest_equal && after_from == from && from <= after_until && after_until < until {
+        Sameness::Shortened
+    } else {
+        Sameness::Different
+    }
+}
+
+/// The premise near-now borrows need (see the module docs), for the near-now borrows of
+/// `license`: `Ok(())` when every one of them starts before any of them ends, else why
+/// that cannot be shown. A start is bounded by the wall clock at the end of the history
+/// plus `tolerance_ms` (or the stamped start, if later).
+pub(crate) fn near_now_premise(
+    digest: &Digest<'_>,
+    license: &str,
+    tolerance_ms: i64,
+) -> Result<(), String> {
+    let history = digest.history;
+    let near_now: Vec<&LogicalBorrow> = digest
+        .borrows
+        .iter()
+        .filter(|borrow| borrow.license == license && borrow.near_now)
+        .collect();
+    let Some(earliest_end) = near_now.iter().map(|borrow| borrow.interval.1).min() else {
+        return Ok(());
+    };
+    if near_now.len()
+        < digest
+            .borrows
+            .iter()
+            .filter(|b| b.license == license)
+            .count()
+    {
+        return Err(
+            "the license has borrows with and without validFrom; near-now borrows are only checked on a license of their own"
+                .to_string(),
+        );
+    }
+    let Some(end_ms) = history.wall_ms(digest.end_time()) else {
+        return Err(
+            "the history has near-now borrows but no wall clock start, so their starts cannot be bounded"
+                .to_string(),
+        );
+    };
+    let latest_start = near_now.iter().filter_map(|borrow| borrow.stamped).fold(
+        end_ms.saturating_add(tolerance_ms).div_euclid(1_000) + 1,
+        UnixSeconds::max,
+    );
+    if latest_start < earliest_end {
+        Ok(())
+    } else {
+        Err(format!(
+            "a near-now borrow may start at {} but another ends at {}: the run is too long for near-now borrows to overlap whatever their starts (they must end more than the run's length after they are sent)",
+            instant_text(latest_start),
+            instant_text(earliest_end)
+        ))
+    }
 }
 
 /// `12.345s`: a history time for people.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::messages::{
     AddRequest, AdminAnswer, AdmitRequest, ClusterStatus, RemoveRequest, TransferRequest, ADD_PATH,
-    ADMIT_PATH, REMOVE_PATH, STATUS_PATH, TRANSFER_PATH,
+    ADMIT_PATH, FAILPOINTS_PATH, REMOVE_PATH, STATUS_PATH, TRANSFER_PATH,
 };
 use crate::raft::NodeId;
 
@@ -21,6 +21,8 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(150);
 const ADMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Status is answered from memory.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Arming a failpoint only changes a table in memory.
+const FAILPOINT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,25 @@ impl AdminClient {
         self.post(ADMIT_PATH, &request, ADMIT_TIMEOUT).await
     }
 
+    /// Chaos builds only: arms crash point `name` on this node with a `fail` action
+    /// (`panic`, `1*off->panic`, ...). Other builds answer 404, reported as
+    /// [`AdminError::BadAnswer`].
+    pub async fn arm_failpoint(&self, name: &str, action: &str) -> Result<String, AdminError> {
+        let call = self
+            .http
+            .put(format!("{}{FAILPOINTS_PATH}/{name}", self.base))
+            .body(action.to_string());
+        self.answer(call, FAILPOINT_TIMEOUT).await
+    }
+
+    /// Chaos builds only: clears crash point `name` on this node.
+    pub async fn clear_failpoint(&self, name: &str) -> Result<String, AdminError> {
+        let call = self
+            .http
+            .delete(format!("{}{FAILPOINTS_PATH}/{name}", self.base));
+        self.answer(call, FAILPOINT_TIMEOUT).await
+    }
+
     async fn change<Req: Serialize>(
         &self,
         path: &str,
@@ -134,11 +155,18 @@ impl AdminClient {
         request: &Req,
         timeout: Duration,
     ) -> Result<String, AdminError> {
-        let mut call = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .timeout(timeout)
-            .json(request);
+        let call = self.http.post(format!("{}{path}", self.base)).json(request);
+        self.answer(call, timeout).await
+    }
+
+    /// Sends `call` (with the admin token, when there is one) and reads its
+    /// [`AdminAnswer`].
+    async fn answer(
+        &self,
+        call: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<String, AdminError> {
+        let mut call = call.timeout(timeout);
         if let Some(token) = &self.token {
             call = call.bearer_auth(token);
         }

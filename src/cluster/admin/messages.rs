@@ -17,6 +17,11 @@ pub const TRANSFER_PATH: &str = "/cluster/admin/transfer-leader";
 pub const ADMIT_PATH: &str = "/cluster/admin/admit";
 /// The cluster as this node sees it.
 pub const STATUS_PATH: &str = "/cluster/admin/status";
+/// Chaos builds only: the crash points armed on this node (`GET`); `PUT` and `DELETE` on
+/// `{FAILPOINTS_PATH}/{name}` arm (the body is a `fail` action such as `panic` or
+/// `1*off->panic`) and clear one. Behind the admin token like the changes. Other builds
+/// answer 404.
+pub const FAILPOINTS_PATH: &str = "/debug/failpoints";
 
 /// The answer of every admin change: `{"ok": true, "message": …}` (HTTP 200) or
 /// `{"ok": false, "reason": …}` (HTTP 409, or 401 without the admin token).
@@ -144,6 +149,12 @@ pub struct ClusterStatus {
     pub snapshot: Option<u64>,
     /// Highest log index compacted away: a member behind it catches up from a snapshot.
     pub purged: Option<u64>,
+    /// Snapshots this process received from a leader and installed since it started.
+    #[serde(default)]
+    pub snapshots_installed: u64,
+    /// Snapshots this process built from its own ledger since it started.
+    #[serde(default)]
+    pub snapshots_built: u64,
     /// Members.
     pub members: Vec<MemberStatus>,
 }

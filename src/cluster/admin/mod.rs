@@ -8,6 +8,8 @@
 mod add;
 pub mod client;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod messages;
 mod remove;
 mod status;
@@ -29,6 +31,7 @@ use crate::cluster::forward::{known_leader, ClusterError};
 use crate::raft::identity::IdentityStore;
 use crate::raft::node::Node;
 use crate::raft::routes::PeerRoutes;
+use crate::raft::state_machine::SnapshotCounters;
 use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
 
 pub use client::{AdminClient, AdminError};
@@ -55,6 +58,8 @@ struct AdminState {
     routes: PeerRoutes,
     /// This node's cluster and admission.
     identity: Arc<IdentityStore>,
+    /// Snapshots built and installed since start, for the status.
+    snapshots: Arc<SnapshotCounters>,
 }
 
 impl AdminState {
@@ -89,20 +94,27 @@ impl IntoResponse for AdminAnswer {
 }
 
 /// The `/cluster/admin/...` routes on the node-to-node port. With `admin_token`, the
-/// changes (add, remove, transfer-leader, admit) require it as a bearer token.
+/// changes (add, remove, transfer-leader, admit) require it as a bearer token. Chaos
+/// builds add [`FAILPOINTS_PATH`], behind the token too.
 pub fn router(node: &Node, admin_token: Option<String>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(STATUS_PATH, get(status_route))
         .route(ADMIT_PATH, post(admit_route))
         .route(ADD_PATH, post(add_route))
         .route(REMOVE_PATH, post(remove_route))
-        .route(TRANSFER_PATH, post(transfer_route))
-        .with_state(AdminState {
-            raft: node.raft.clone(),
-            token: admin_token,
-            routes: node.routes.clone(),
-            identity: node.identity.clone(),
-        })
+        .route(TRANSFER_PATH, post(transfer_route));
+    #[cfg(feature = "failpoints")]
+    let router = router.route(FAILPOINTS_PATH, get(failpoints::list)).route(
+        &format!("{FAILPOINTS_PATH}/{{name}}"),
+        axum::routing::put(failpoints::arm).delete(failpoints::clear),
+    );
+    router.with_state(AdminState {
+        raft: node.raft.clone(),
+        token: admin_token,
+        routes: node.routes.clone(),
+        identity: node.identity.clone(),
+        snapshots: node.snapshots.clone(),
+    })
 }
 
 /// Admits this node's data dir into a cluster: from the node creating the cluster, or
@@ -132,7 +144,7 @@ async fn admit_route(
 }
 
 async fn status_route(State(state): State<AdminState>) -> Response {
-    Json(status(&state.raft)).into_response()
+    Json(status(&state.raft, &state.snapshots)).into_response()
 }
 
 async fn add_route(

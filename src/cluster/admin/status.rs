@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use openraft::Instant as _;
 
 use super::messages::{ClusterStatus, MemberStatus};
+use crate::raft::state_machine::SnapshotCounters;
 use crate::raft::{metrics_of, NodeId, Raft};
 
-/// This node's view of the cluster.
-pub fn status(raft: &Raft) -> ClusterStatus {
+/// This node's view of the cluster, with the snapshots this process built and installed.
+pub fn status(raft: &Raft, snapshots: &SnapshotCounters) -> ClusterStatus {
     let metrics = metrics_of(raft);
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -52,6 +53,8 @@ pub fn status(raft: &Raft) -> ClusterStatus {
         applied: metrics.last_applied.as_ref().map(|id| id.index()),
         snapshot: metrics.snapshot.as_ref().map(|id| id.index()),
         purged: metrics.purged.as_ref().map(|id| id.index()),
+        snapshots_installed: snapshots.installed(),
+        snapshots_built: snapshots.built(),
         members,
     }
 }
