@@ -182,7 +182,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunReport> {
     for license in &licenses {
         recorder.license(&license.key(), license.count);
     }
-    let mut env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+    let mut env = vec![(
+        "RUST_LOG".to_string(),
+        std::env::var("CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".to_string()),
+    )];
     if let Some(mode) = &config.broken {
         env.push(("LICENSED_BROKEN".to_string(), mode.clone()));
     }

@@ -55,8 +55,8 @@ pub const SM_CF: &str = "sm";
 pub const EXTRA_COLUMN_FAMILIES: &[&str] = &[SM_CF];
 
 const VOTE_KEY: &[u8] = b"vote";
-const LAST_PURGED_KEY: &[u8] = b"last_purged";
-const COMMITTED_KEY: &[u8] = b"committed";
+pub(super) const LAST_PURGED_KEY: &[u8] = b"last_purged";
+pub(super) const COMMITTED_KEY: &[u8] = b"committed";
 
 /// Why the log store could not open or do its I/O. Converted to `io::Error` at the
 /// openraft trait boundary.
@@ -318,18 +318,24 @@ impl<C: RaftTypeConfig> Drop for Flusher<C> {
     }
 }
 
-fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, LogStoreError> {
+pub(super) fn encode<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, LogStoreError> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|source| LogStoreError::Encode { what, source })
 }
 
-fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, LogStoreError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, LogStoreError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|source| LogStoreError::Decode { what, source })
 }
 
-fn index_key(index: u64) -> [u8; 8] {
+pub(super) fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 

@@ -7,6 +7,7 @@
 pub(crate) mod clock;
 pub(crate) mod codec;
 pub(crate) mod identity;
+pub(crate) mod log_repair;
 pub mod log_store;
 pub(crate) mod network;
 pub(crate) mod node;
