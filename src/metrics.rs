@@ -1,57 +1,145 @@
 //! Prometheus metrics: one registry, names in the etcd tradition (`has_leader`,
-//! `leader_changes_seen_total`, …) under the `licensed_` prefix.
+//! `leader_changes_seen_total`, …) under the `licensed_` prefix, base units, `_total` on
+//! counters, and labels only from bounded sets (method names, codes, the pool's features
+//! and licenses, member roles) — never client text.
+//!
+//! - [`rpc`]: this node's JSON-RPC traffic.
+//! - [`ledger`]: the business view from the replicated ledger.
+//! - here: Raft and storage, read from the node before each scrape.
+
+pub mod ledger;
+pub mod rpc;
 
 use std::sync::LazyLock;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramTimer, IntGauge, Registry, TextEncoder,
-};
+use prometheus::core::Collector;
+use prometheus::{Encoder, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::raft::node::Node;
+use crate::raft::Raft;
 
-struct Metrics {
-    registry: Registry,
-    request_seconds: Histogram,
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// Adds `collector` to the one registry. Names are constants, registered once each (the
+/// metric sets are lazily built statics), so a failure here is a programming error.
+fn register<C: Collector + Clone + 'static>(collector: &C) {
+    if let Err(error) = REGISTRY.register(Box::new(collector.clone())) {
+        tracing::error!(%error, "metric not registered");
+    }
+}
+
+/// Metric names are constants, so constructing them cannot fail; this keeps the
+/// impossible branch loud instead of silently unregistered.
+fn unreachable_metric(name: &str) -> ! {
+    panic!("invalid metric definition {name}")
+}
+
+struct RaftMetrics {
     has_leader: IntGauge,
     is_leader: IntGauge,
+    leader_changes: IntCounter,
     term: IntGauge,
     last_log_index: IntGauge,
     committed_index: IntGauge,
     applied_index: IntGauge,
+    snapshot_index: IntGauge,
+    purged_index: IntGauge,
+    members: IntGaugeVec,
+    snapshots_built: IntCounter,
+    snapshots_installed: IntCounter,
+    fsyncs: IntCounter,
+    fsync_seconds: prometheus::Counter,
+    fsync_group_size: IntGauge,
+    fsync_failures: IntCounter,
     borrows_retained: IntGauge,
     clock_ok: IntGauge,
-    peer_clock_offset_ms: IntGauge,
+    peer_clock_offset: prometheus::Gauge,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let registry = Registry::new();
-    let gauge = |name: &str, help: &str| {
-        let gauge = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
-        let _ = registry.register(Box::new(gauge.clone()));
-        gauge
-    };
-    let request_seconds = Histogram::with_opts(
-        HistogramOpts::new(
-            "licensed_rpc_request_duration_seconds",
-            "Time to answer one POST /licenses body",
-        )
-        .buckets(vec![
-            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-        ]),
+fn gauge(name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
+    register(&gauge);
+    gauge
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
+    register(&counter);
+    counter
+}
+
+static RAFT: LazyLock<RaftMetrics> = LazyLock::new(|| {
+    let members = IntGaugeVec::new(
+        Opts::new(
+            "licensed_raft_members",
+            "Members of the cluster as this node's effective membership has them, by role (voter, learner)",
+        ),
+        &["role"],
     )
-    .unwrap_or_else(|_| unreachable_metric("licensed_rpc_request_duration_seconds"));
-    let _ = registry.register(Box::new(request_seconds.clone()));
-    Metrics {
-        request_seconds,
+    .unwrap_or_else(|_| unreachable_metric("licensed_raft_members"));
+    register(&members);
+    let fsync_seconds = prometheus::Counter::new(
+        "licensed_raft_log_fsync_seconds_total",
+        "Time spent in Raft log WAL syncs (every acknowledged append waits for one)",
+    )
+    .unwrap_or_else(|_| unreachable_metric("licensed_raft_log_fsync_seconds_total"));
+    register(&fsync_seconds);
+    let peer_clock_offset = prometheus::Gauge::new(
+        "licensed_peer_clock_offset_max_seconds",
+        "Largest clock offset to a peer seen in the last 10 s (absolute)",
+    )
+    .unwrap_or_else(|_| unreachable_metric("licensed_peer_clock_offset_max_seconds"));
+    register(&peer_clock_offset);
+    RaftMetrics {
         has_leader: gauge("licensed_raft_has_leader", "1 if this node knows a leader"),
         is_leader: gauge("licensed_raft_is_leader", "1 if this node is the leader"),
+        leader_changes: counter(
+            "licensed_raft_leader_changes_seen_total",
+            "Times this node saw the leader change (to a known leader other than the last one it knew)",
+        ),
         term: gauge("licensed_raft_term", "Current Raft term"),
         last_log_index: gauge(
             "licensed_raft_last_log_index",
             "Last log index on this node",
         ),
-        committed_index: gauge("licensed_raft_committed_index", "Committed log index"),
-        applied_index: gauge("licensed_raft_applied_index", "Applied log index"),
+        committed_index: gauge(
+            "licensed_raft_committed_index",
+            "Committed log index as this node knows it",
+        ),
+        applied_index: gauge(
+            "licensed_raft_applied_index",
+            "Last log index applied to this node's ledger",
+        ),
+        snapshot_index: gauge(
+            "licensed_raft_snapshot_index",
+            "Last log index in this node's newest snapshot",
+        ),
+        purged_index: gauge(
+            "licensed_raft_purged_index",
+            "Last log index this node compacted away (covered by its snapshot)",
+        ),
+        members,
+        snapshots_built: counter(
+            "licensed_raft_snapshots_built_total",
+            "Snapshots this node built from its own ledger",
+        ),
+        snapshots_installed: counter(
+            "licensed_raft_snapshots_installed_total",
+            "Snapshots this node installed from the leader",
+        ),
+        fsyncs: counter(
+            "licensed_raft_log_fsyncs_total",
+            "Raft log WAL syncs (one acknowledges a whole group of appends)",
+        ),
+        fsync_seconds,
+        fsync_group_size: gauge(
+            "licensed_raft_log_fsync_group_size",
+            "Appends and votes the most recent WAL sync acknowledged",
+        ),
+        fsync_failures: counter(
+            "licensed_raft_log_fsync_failures_total",
+            "Raft log WAL syncs that failed (each fails every waiting write)",
+        ),
         borrows_retained: gauge(
             "licensed_borrows_retained",
             "Borrow records held (current, upcoming and expired within retention)",
@@ -60,49 +148,78 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "licensed_clock_ok",
             "1 if this node's clock is within --max-clock-offset-ms of a quorum's (leader) or its leader's (follower)",
         ),
-        peer_clock_offset_ms: gauge(
-            "licensed_peer_clock_offset_max_ms",
-            "Largest clock offset to a peer seen in the last 10 s, in ms (absolute)",
-        ),
-        registry,
+        peer_clock_offset,
     }
 });
 
-/// Metric names are constants, so constructing them cannot fail; this keeps the
-/// impossible branch loud instead of silently unregistered.
-fn unreachable_metric(name: &str) -> ! {
-    panic!("invalid metric definition {name}")
+/// Moves `counter` up to `total` (a running total kept elsewhere, e.g. by the log store).
+fn advance(counter: &IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
 }
 
-/// Starts timing one `/licenses` request; the time is recorded when the timer drops.
-pub fn request_timer() -> HistogramTimer {
-    METRICS.request_seconds.start_timer()
-}
-
-/// Copies the node's Raft state into the gauges.
+/// Copies the node's Raft, storage and ledger state into the metrics before a scrape.
 pub fn observe_node(node: &Node) {
     let raft = crate::raft::metrics_of(&node.raft);
-    let m = &*METRICS;
-    m.has_leader.set(raft.current_leader.is_some() as i64);
+    let m = &*RAFT;
+    let index = |id: Option<&openraft::LogId<_>>| id.map_or(0, |id| id.index) as i64;
+    m.has_leader.set(i64::from(raft.current_leader.is_some()));
     m.is_leader
-        .set((raft.current_leader == Some(node.id)) as i64);
+        .set(i64::from(raft.current_leader == Some(node.id)));
     m.term.set(raft.current_term as i64);
     m.last_log_index
         .set(raft.last_log_index.unwrap_or(0) as i64);
-    m.committed_index
-        .set(raft.local_committed.as_ref().map_or(0, |id| id.index()) as i64);
-    m.applied_index
-        .set(raft.last_applied.as_ref().map_or(0, |id| id.index()) as i64);
-    m.borrows_retained
-        .set(node.ledger.read().borrow_count() as i64);
-    m.clock_ok.set(node.clock_status().is_ok() as i64);
+    m.committed_index.set(index(raft.local_committed.as_ref()));
+    m.applied_index.set(index(raft.last_applied.as_ref()));
+    m.snapshot_index.set(index(raft.snapshot.as_ref()));
+    m.purged_index.set(index(raft.purged.as_ref()));
+    let membership = raft.membership_config.membership();
+    let voters = membership.voter_ids().count() as i64;
+    let learners = membership.learner_ids().count() as i64;
+    m.members.with_label_values(&["voter"]).set(voters);
+    m.members.with_label_values(&["learner"]).set(learners);
+    advance(&m.snapshots_built, node.snapshots.built());
+    advance(&m.snapshots_installed, node.snapshots.installed());
+    let fsync = &node.fsync;
+    advance(&m.fsyncs, fsync.fsyncs());
+    let seconds = fsync.fsync_nanos() as f64 / 1e9;
+    let seen = m.fsync_seconds.get();
+    if seconds > seen {
+        m.fsync_seconds.inc_by(seconds - seen);
+    }
+    m.fsync_group_size.set(fsync.last_group_size() as i64);
+    advance(&m.fsync_failures, fsync.failures());
+    m.clock_ok.set(i64::from(node.clock_status().is_ok()));
     let largest = node.clocks.offsets().values().map(|ms| ms.abs()).max();
-    m.peer_clock_offset_ms.set(largest.unwrap_or(0));
+    m.peer_clock_offset
+        .set(largest.unwrap_or(0) as f64 / 1_000.0);
+    let ledger = node.ledger.read();
+    m.borrows_retained.set(ledger.borrow_count() as i64);
+    ledger::observe_licenses(&ledger, crate::borrow::time::now());
+}
+
+/// Counts leader changes as this node sees them, for as long as `raft` runs.
+pub async fn count_leader_changes(raft: Raft) {
+    use openraft::async_runtime::WatchReceiver;
+    let mut watch = raft.metrics();
+    let mut last = None;
+    loop {
+        let leader = watch.borrow_watched().current_leader;
+        if leader.is_some() && leader != last {
+            RAFT.leader_changes.inc();
+            last = leader;
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The Prometheus text exposition of every metric.
 pub fn render() -> Vec<u8> {
     let mut buffer = Vec::new();
-    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buffer);
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);
     buffer
 }

@@ -65,13 +65,14 @@ pub fn router(state: ApiState) -> Router {
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
-    let timer = metrics::request_timer();
+    let _in_flight = metrics::rpc::InFlight::start();
     let mut body = body.into_data_stream();
     let mut buffer = Vec::new();
     let mut too_large = false;
     let mut drained = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut body).await {
         let Ok(chunk) = chunk else {
+            metrics::rpc::observe_call(metrics::rpc::INVALID_REQUEST, Some(INVALID_REQUEST), 0.0);
             let error = RpcError::new(INVALID_REQUEST, "the request body could not be read");
             return json_response(error_response(serde_json::Value::Null, &error));
         };
@@ -98,16 +99,15 @@ async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body)
     let bytes: Bytes = match collected {
         Ok(bytes) => bytes,
         Err(reason) => {
+            metrics::rpc::observe_call(metrics::rpc::INVALID_REQUEST, Some(INVALID_REQUEST), 0.0);
             let error = RpcError::new(INVALID_REQUEST, reason);
             return json_response(error_response(serde_json::Value::Null, &error));
         }
     };
-    let response = match handle_body(&state.app, state.caller(&headers), &bytes).await {
+    match handle_body(&state.app, state.caller(&headers), &bytes).await {
         Some(reply) => json_text_response(reply),
         None => StatusCode::NO_CONTENT.into_response(),
-    };
-    drop(timer);
-    response
+    }
 }
 
 /// Every JSON-RPC answer is HTTP 200, error or not (MVTec's client calls

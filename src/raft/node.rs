@@ -11,7 +11,7 @@ use openraft::{Config as RaftConfig, SnapshotPolicy};
 use super::clock::ClockBook;
 use super::identity::IdentityStore;
 use super::log_repair;
-use super::log_store::{open_db, RocksLogStore};
+use super::log_store::{open_db, FsyncStats, RocksLogStore};
 use super::network::PeerNetwork;
 use super::routes::PeerRoutes;
 use super::state_machine::{LedgerStore, SharedLedger, SnapshotCounters};
@@ -48,6 +48,8 @@ pub struct Node {
     pub ledger: SharedLedger,
     /// Snapshots built and installed since start, for the cluster status.
     pub snapshots: Arc<SnapshotCounters>,
+    /// The Raft log's WAL sync counters, for metrics.
+    pub fsync: Arc<FsyncStats>,
     /// Address overrides for dialling peers, shared with request forwarding.
     pub routes: PeerRoutes,
     /// Peer clock offsets: whether this node may stamp while it leads.
@@ -97,6 +99,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         );
     }
     let log_store = RocksLogStore::<TypeConfig>::new(db);
+    let fsync = log_store.fsync_stats();
     let snapshot_dir = options.data_dir.join("snapshots");
     // Decoding a large snapshot takes seconds: off the async workers.
     let dir = snapshot_dir.clone();
@@ -148,6 +151,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
+    tokio::spawn(crate::metrics::count_leader_changes(raft.clone()));
     tokio::spawn(hand_over_when_clock_is_off(
         raft.clone(),
         clocks.clone(),
@@ -158,6 +162,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         raft,
         ledger,
         snapshots,
+        fsync,
         routes: options.routes.clone(),
         clocks,
         identity,

@@ -282,7 +282,12 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
             let outcome = {
                 let mut ledger = self.ledger.write();
                 let outcome = match &entry.payload {
-                    EntryPayload::Normal(command) => ledger.apply(command),
+                    EntryPayload::Normal(command) => {
+                        let before = crate::metrics::ledger::before_apply(&ledger, command);
+                        let outcome = ledger.apply(command);
+                        crate::metrics::ledger::observe_applied(&ledger, command, before, &outcome);
+                        outcome
+                    }
                     EntryPayload::Blank => Outcome::Nothing,
                     EntryPayload::Membership(membership) => {
                         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());

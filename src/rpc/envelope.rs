@@ -1,8 +1,11 @@
 //! The JSON-RPC 2.0 envelope: single requests, batches and notifications.
 
+use std::time::Instant;
+
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
+use crate::metrics::rpc::{self as rpc_metrics, INVALID_REQUEST as INVALID_LABEL};
 
 use super::error::{RpcError, INVALID_REQUEST, PARSE_ERROR};
 use super::methods::{self, Caller};
@@ -23,12 +26,20 @@ pub async fn handle_body(app: &App, caller: Caller, body: &[u8]) -> Option<Reply
             } else {
                 format!("the body is not valid JSON: {e}")
             };
+            rpc_metrics::observe_call(INVALID_LABEL, Some(PARSE_ERROR), 0.0);
             return Some(error_reply(
                 Value::Null,
                 &RpcError::new(PARSE_ERROR, reason),
             ));
         }
     };
+    if let Value::Array(items) = &parsed {
+        if items.is_empty() || items.len() > MAX_BATCH {
+            rpc_metrics::observe_call(INVALID_LABEL, Some(INVALID_REQUEST), 0.0);
+        } else {
+            rpc_metrics::observe_batch(items.len());
+        }
+    }
     match parsed {
         Value::Array(items) if items.is_empty() => Some(error_reply(
             Value::Null,
@@ -60,20 +71,34 @@ pub async fn handle_body(app: &App, caller: Caller, body: &[u8]) -> Option<Reply
 
 /// Answers one request object; `None` for a notification.
 async fn handle_one(app: &App, caller: Caller, request: &Value) -> Option<Reply> {
+    let started = Instant::now();
     let object = match request {
         Value::Object(object) => object,
         _ => {
+            rpc_metrics::observe_call(INVALID_LABEL, Some(INVALID_REQUEST), 0.0);
             return Some(error_reply(
                 Value::Null,
                 &RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
-            ))
+            ));
         }
     };
     let (id, method) = match validate(object) {
         Ok(parts) => parts,
-        Err((id, error)) => return Some(error_reply(id, &error)),
+        Err((id, error)) => {
+            let label = match object.get("method") {
+                Some(Value::String(method)) => rpc_metrics::method_label(method),
+                _ => INVALID_LABEL,
+            };
+            rpc_metrics::observe_call(label, Some(error.code), started.elapsed().as_secs_f64());
+            return Some(error_reply(id, &error));
+        }
     };
     let outcome = methods::call(app, caller, method, object.get("params")).await;
+    rpc_metrics::observe_call(
+        rpc_metrics::method_label(method),
+        outcome.as_ref().err().map(|error| error.code),
+        started.elapsed().as_secs_f64(),
+    );
     // A notification (no `id` member) is carried out but gets no answer.
     let id = id?;
     Some(match outcome {

@@ -387,6 +387,16 @@ impl Ledger {
         self.borrows.len()
     }
 
+    /// The pool's license `key`, if it has one.
+    pub fn license(&self, key: &LicenseKey) -> Option<&License> {
+        self.slots.get(key).and_then(|slot| slot.license.as_ref())
+    }
+
+    /// Whether a borrow with `request_id` is remembered (a repeat answers its outcome).
+    pub fn remembers_request(&self, request_id: &str) -> bool {
+        self.requests.contains_key(request_id)
+    }
+
     /// Every license, ordered by feature then uuid, with its borrows that end after `now`.
     pub fn licenses(&self, now: UnixSeconds) -> Vec<LicenseView<'_>> {
         self.slots

@@ -213,6 +213,31 @@ impl Cluster {
         response.json().await.map_err(|e| e.to_string())
     }
 
+    /// Node `i`'s client API base URL (`http://127.0.0.1:PORT`).
+    pub fn api_url(&self, i: usize) -> String {
+        self.nodes[i].api_url()
+    }
+
+    /// Node `i`'s `/metrics` text.
+    pub async fn scrape(&self, i: usize) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.nodes[i].api_url()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("node {} did not answer /metrics: {e}", i + 1));
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "/metrics of node {}",
+            i + 1
+        );
+        response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("node {} /metrics body: {e}", i + 1))
+    }
+
     /// Cluster status as node `i` sees it, as the JSON the node sent.
     pub async fn status(&self, i: usize) -> Value {
         let status = self.nodes[i]
