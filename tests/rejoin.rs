@@ -103,3 +103,52 @@ async fn a_wiped_member_does_not_help_elect_a_leader_that_lost_an_entry() {
         assert!(ids.contains(&id), "node {node}: {ids:?}");
     }
 }
+
+/// The creator of the cluster (the lowest id of `--peers`) loses its disk after another
+/// first voter left for good: it asks every peer, finds the running cluster through the
+/// ones still there, and rejoins — it does not wait for the one that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_creator_rejoins_while_another_first_voter_is_gone_for_good() {
+    let (a, b) = (0, 1);
+    let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "3000"]).await;
+    let d = cluster.add_node(2).await;
+    let answer = cluster.call(a, "BorrowLicenseV1", borrow()).await;
+    let id = answer["result"]["borrowId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("borrow: {answer}"))
+        .to_string();
+
+    // B is removed and stays down: voters A, C, D.
+    let leader = cluster.leader().await;
+    let b_id = cluster.nodes[b].id();
+    cluster
+        .remove_member(leader, b_id, false)
+        .await
+        .unwrap_or_else(|e| panic!("removing node {b_id}: {e}"));
+    cluster.kill9(b).await;
+
+    // A loses its disk and comes back with its usual flags (`--peers` naming B first).
+    cluster.kill9(a).await;
+    cluster.wipe(a);
+    let a_ready = cluster.restart_no_wait(a).await;
+    a_ready
+        .wait(Duration::from_secs(60))
+        .await
+        .expect("the wiped creator rejoined and became ready without the removed peer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if listed(&cluster, a)
+            .await
+            .is_some_and(|ids| ids.contains(&id))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A does not list the acknowledged borrow after rejoining"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids = listed(&cluster, d).await.expect("D answers");
+    assert!(ids.contains(&id), "node D: {ids:?}");
+}

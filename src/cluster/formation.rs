@@ -80,43 +80,50 @@ pub async fn bootstrap_static(
     let client = ClusterClient::new(routes.clone()).map_err(MembershipError::raft)?;
     let deadline = tokio::time::Instant::now() + patience;
     let mut members = BTreeMap::new();
-    for (&id, raft_addr) in peers {
-        if id == my_id {
-            members.insert(id, (my_addr.clone(), my_addr.raft_addr.clone()));
-            continue;
-        }
-        let raft_addr = routes.resolve(id, raft_addr);
-        let info = loop {
+    members.insert(my_id, (my_addr.clone(), my_addr.raft_addr.clone()));
+    // Every round asks every peer not heard from yet: one that already belongs to a
+    // cluster settles it at once (this node was wiped and the cluster runs on), even
+    // while another first voter is down for good (removed since, say).
+    loop {
+        let mut unreachable = None;
+        for (&id, raft_addr) in peers {
+            if members.contains_key(&id) {
+                continue;
+            }
+            let raft_addr = routes.resolve(id, raft_addr);
             match client.info(raft_addr, PEER_PROBE_TIMEOUT).await {
-                Ok(info) => break info,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(peer = id, %raft_addr, error = %e, "waiting for peer");
-                    tokio::time::sleep(PEER_PROBE_EVERY).await;
+                Ok(info) if info.id != id => {
+                    return Err(MembershipError::PeersMismatch {
+                        addr: raft_addr.to_string(),
+                        actual: info.id,
+                        expected: id,
+                    })
+                }
+                Ok(info) if info.initialized => {
+                    tracing::warn!(
+                        peer = id,
+                        "peer already belongs to a cluster; not creating a new one"
+                    );
+                    return Ok(false);
+                }
+                Ok(info) => {
+                    members.insert(id, (info.addr, raft_addr.to_string()));
                 }
                 Err(e) => {
-                    return Err(MembershipError::Unreachable {
+                    tracing::info!(peer = id, %raft_addr, error = %e, "waiting for peer");
+                    unreachable = Some(MembershipError::Unreachable {
                         id,
                         addr: raft_addr.to_string(),
                         reason: e.to_string(),
-                    })
+                    });
                 }
             }
-        };
-        if info.id != id {
-            return Err(MembershipError::PeersMismatch {
-                addr: raft_addr.to_string(),
-                actual: info.id,
-                expected: id,
-            });
         }
-        if info.initialized {
-            tracing::warn!(
-                peer = id,
-                "peer already belongs to a cluster; not creating a new one"
-            );
-            return Ok(false);
+        match unreachable {
+            None => break,
+            Some(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Some(_) => tokio::time::sleep(PEER_PROBE_EVERY).await,
         }
-        members.insert(id, (info.addr, raft_addr.to_string()));
     }
     // Admit every member's data dir into the new cluster first: until then they refuse
     // Raft traffic. A retry after a crash reuses the id this node kept.

@@ -423,6 +423,31 @@ impl PowerFilesystem {
         }
     }
 
+    /// `unlink` and `rmdir`: removes the entry from the backing directory, then forgets
+    /// the inode (and a file's unsynced data) if that was its last name.
+    fn remove(&self, parent: INodeNo, name: &OsStr, is_dir: bool, reply: ReplyEmpty) {
+        let rel = match self.child(parent, name) {
+            Ok(r) => r,
+            Err(e) => return reply.error(e),
+        };
+        let abs = self.abs(&rel);
+        let before = std::fs::symlink_metadata(&abs);
+        let removed = if is_dir {
+            std::fs::remove_dir(&abs)
+        } else {
+            std::fs::remove_file(&abs)
+        };
+        match removed {
+            Ok(()) => {
+                if let Ok(m) = before {
+                    self.maybe_deleted(key_of(&m), m.nlink(), is_dir);
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn do_setattr(
         &self,
         ino: INodeNo,
@@ -639,39 +664,11 @@ impl Filesystem for PowerFilesystem {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let rel = match self.child(parent, name) {
-            Ok(r) => r,
-            Err(e) => return reply.error(e),
-        };
-        let abs = self.abs(&rel);
-        let before = std::fs::symlink_metadata(&abs);
-        match std::fs::remove_file(&abs) {
-            Ok(()) => {
-                if let Ok(m) = before {
-                    self.maybe_deleted(key_of(&m), m.nlink(), false);
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.remove(parent, name, false, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let rel = match self.child(parent, name) {
-            Ok(r) => r,
-            Err(e) => return reply.error(e),
-        };
-        let abs = self.abs(&rel);
-        let before = std::fs::symlink_metadata(&abs);
-        match std::fs::remove_dir(&abs) {
-            Ok(()) => {
-                if let Ok(m) = before {
-                    self.maybe_deleted(key_of(&m), m.nlink(), true);
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.remove(parent, name, true, reply);
     }
 
     fn symlink(
