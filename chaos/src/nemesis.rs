@@ -25,16 +25,9 @@ use crate::history::{FaultEvent, HistoryRecorder};
 use crate::proxy::{Direction, Fault};
 use crate::workload::Targets;
 
-/// The server's crash points (see `fail::fail_point!` in the log and state machine stores).
-pub const CRASH_POINTS: [&str; 7] = [
-    "log-append-before",
-    "log-append-after",
-    "apply-before",
-    "apply-after",
-    "snapshot-build",
-    "snapshot-install-before-persist",
-    "snapshot-install-after-persist",
-];
+/// The server's crash points: the list its failpoint route accepts, so a crash point the
+/// server gains is injected too.
+pub use licensed::cluster::admin::failpoints::KNOWN as CRASH_POINTS;
 
 /// How long a fault on the leader may take to move leadership before it counts as
 /// ineffective (election timeouts are well under this).
