@@ -17,6 +17,13 @@
 //! Offsets from answers are estimated NTP-style (`peer − (sent + received) / 2`, with half
 //! the round trip as the error); offsets from requests are one-way (the latency counts
 //! against the sender). Samples older than [`FRESH_FOR`] are ignored.
+//!
+//! An offset is relative to this node's wall clock when it was taken. If this node's own
+//! clock steps afterwards (an operator sets it, NTP steps it), an older sample would still
+//! say the peer agrees with a clock that no longer exists: a node whose clock just jumped
+//! an hour ahead, elected before every peer has answered it again, would stamp an hour
+//! ahead. So every sample remembers both clocks at the time, and its offset is corrected
+//! by how far the wall clock moved apart from the monotonic clock since.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,7 +59,23 @@ struct Sample {
     offset_ms: i64,
     /// How far the estimate may be off, ms.
     error_ms: i64,
+    /// Our wall clock when the sample was taken, Unix ms.
+    our_wall_ms: i64,
     at: std::time::Instant,
+}
+
+impl Sample {
+    /// The offset against our wall clock now: our clock's steps since the sample (wall
+    /// time elapsed beyond monotonic time elapsed) are taken off it.
+    fn offset_now(&self, wall_now_ms: i64) -> i64 {
+        let monotonic_ms = self.at.elapsed().as_millis().min(i64::MAX as u128) as i64;
+        let our_step_ms = (wall_now_ms - self.our_wall_ms) - monotonic_ms;
+        self.offset_ms - our_step_ms
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.at.elapsed() < FRESH_FOR
+    }
 }
 
 /// The latest clock offset seen for each peer, and the bound they must keep.
@@ -81,19 +104,20 @@ impl ClockBook {
     pub fn observe_answer(&self, peer: NodeId, peer_ms: i64, sent_ms: i64, received_ms: i64) {
         let midpoint = sent_ms + (received_ms - sent_ms) / 2;
         let error = ((received_ms - sent_ms) / 2).max(0);
-        self.record(peer, peer_ms - midpoint, error);
+        self.record(peer, peer_ms - midpoint, error, received_ms);
     }
 
     /// Records a request from `peer` carrying its clock `peer_ms`, received at
     /// `received_ms`: a one-way sample, the transit time shows as the peer being behind.
     pub fn observe_request(&self, peer: NodeId, peer_ms: i64, received_ms: i64) {
-        self.record(peer, peer_ms - received_ms, 0);
+        self.record(peer, peer_ms - received_ms, 0, received_ms);
     }
 
-    fn record(&self, peer: NodeId, offset_ms: i64, error_ms: i64) {
+    fn record(&self, peer: NodeId, offset_ms: i64, error_ms: i64, our_wall_ms: i64) {
         let sample = Sample {
             offset_ms,
             error_ms,
+            our_wall_ms,
             at: std::time::Instant::now(),
         };
         self.samples
@@ -102,21 +126,22 @@ impl ClockBook {
             .insert(peer, sample);
     }
 
-    /// Fresh offsets (peer − us, ms) by peer.
+    /// Fresh offsets (peer − us now, ms) by peer.
     pub fn offsets(&self) -> HashMap<NodeId, i64> {
+        let now = wall_ms();
         self.samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter(|(_, sample)| sample.at.elapsed() < FRESH_FOR)
-            .map(|(peer, sample)| (*peer, sample.offset_ms))
+            .filter(|(_, sample)| sample.is_fresh())
+            .map(|(peer, sample)| (*peer, sample.offset_now(now)))
             .collect()
     }
 
     fn agrees(&self, peer: NodeId) -> Option<bool> {
         let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        let sample = samples.get(&peer).filter(|s| s.at.elapsed() < FRESH_FOR)?;
-        Some(sample.offset_ms.abs() <= self.max_offset_ms + sample.error_ms)
+        let sample = samples.get(&peer).filter(|s| s.is_fresh())?;
+        Some(sample.offset_now(wall_ms()).abs() <= self.max_offset_ms + sample.error_ms)
     }
 
     /// Whether this node, leading `voters`, may stamp: the voters whose clocks agree with
@@ -251,10 +276,27 @@ mod tests {
         let book = ClockBook::new(Duration::from_millis(100));
         let now = wall_ms();
         // 150 ms off, but the answer took 200 ms: within 100 + 100.
-        book.observe_answer(2, now + 250, now, now + 200);
+        book.observe_answer(2, now + 50, now - 200, now);
         assert!(book.agrees_with_leader(2).is_ok());
-        book.observe_answer(2, now + 5_000, now, now + 200);
+        book.observe_answer(2, now + 5_000, now - 200, now);
         assert!(book.agrees_with_leader(2).is_err());
+    }
+
+    #[test]
+    fn a_sample_taken_before_our_own_clock_jumped_counts_the_jump() {
+        let book = ClockBook::new(Duration::from_secs(1));
+        let now = wall_ms();
+        // Both peers agreed with our clock when it read ten minutes earlier than now; it
+        // has since jumped ten minutes ahead (no monotonic time passed in between).
+        let before_jump = now - 600_000;
+        book.observe_answer(2, before_jump, before_jump, before_jump);
+        book.observe_request(3, before_jump, before_jump);
+        let refusal = book.may_stamp(1, &voters(&[1, 2, 3])).unwrap_err();
+        assert!(refusal.contains("peer 2: -600.0 s"), "{refusal}");
+        assert!(refusal.contains("peer 3: -600.0 s"), "{refusal}");
+        // A sample taken at the clock as it reads now agrees again.
+        book.observe_answer(2, now, now, now);
+        assert!(book.may_stamp(1, &voters(&[1, 2, 3])).is_ok());
     }
 
     #[test]
