@@ -5,10 +5,17 @@
 //!
 //! - [`rpc`]: this node's JSON-RPC traffic.
 //! - [`ledger`]: the business view from the replicated ledger.
-//! - here: Raft and storage, read from the node before each scrape.
+//! - [`proposals`]: proposals, forwarded writes, read-index rounds, commit latencies.
+//! - [`peers`]: Raft RPCs by peer, replication lag, clock offsets.
+//! - [`storage`]: WAL sync and snapshot latencies, data directory size.
+//! - here: Raft state read from the node before each scrape, and the standard
+//!   `process_*` series (CPU, memory, file descriptors).
 
 pub mod ledger;
+pub mod peers;
+pub mod proposals;
 pub mod rpc;
+pub mod storage;
 
 use std::sync::LazyLock;
 
@@ -60,6 +67,15 @@ fn gauge(name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
     register(&gauge);
     gauge
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> prometheus::Histogram {
+    let histogram = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+    )
+    .unwrap_or_else(|_| unreachable_metric(name));
+    register(&histogram);
+    histogram
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -192,9 +208,19 @@ pub fn observe_node(node: &Node) {
     m.fsync_group_size.set(fsync.last_group_size() as i64);
     advance(&m.fsync_failures, fsync.failures());
     m.clock_ok.set(i64::from(node.clock_status().is_ok()));
-    let largest = node.clocks.offsets().values().map(|ms| ms.abs()).max();
+    let offsets = node.clocks.offsets();
+    let largest = offsets.values().map(|ms| ms.abs()).max();
     m.peer_clock_offset
         .set(largest.unwrap_or(0) as f64 / 1_000.0);
+    peers::observe_clock_offsets(&offsets);
+    let replication = raft.replication.as_ref().map(|members| {
+        members
+            .iter()
+            .map(|(peer, matched)| (*peer, matched.as_ref().map_or(0, |id| id.index)))
+            .collect()
+    });
+    peers::observe_replication(replication, raft.last_log_index.unwrap_or(0), node.id);
+    storage::observe_data_dir(&node.data_dir);
     let ledger = node.ledger.read();
     m.borrows_retained.set(ledger.borrow_count() as i64);
     ledger::observe_licenses(&ledger, crate::borrow::time::now());
@@ -217,8 +243,26 @@ pub async fn count_leader_changes(raft: Raft) {
     }
 }
 
+/// Makes every series that does not depend on traffic exist from the start (a dashboard
+/// shows 0, not "no data"), and registers the process collector. Idempotent.
+pub fn init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        LazyLock::force(&RAFT);
+        proposals::init();
+        storage::init();
+        #[cfg(target_os = "linux")]
+        if let Err(error) = REGISTRY.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!(%error, "process metrics not registered");
+        }
+    });
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> Vec<u8> {
+    init();
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);
     buffer

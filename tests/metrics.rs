@@ -150,6 +150,10 @@ async fn every_node_shows_the_workload_counts_one_leader_and_valid_metrics() {
         assert!(answer["result"]["borrowId"].is_string(), "{answer}");
     }
 
+    // One linearizable read on a follower: a read-index round through the leader.
+    let listed = cluster.call(follower, "ListLicensesV1", json!([])).await;
+    assert!(listed.get("result").is_some(), "list: {listed}");
+
     // Every node applies every entry: wait until the counts have reached all three.
     let deadline = Instant::now() + Duration::from_secs(30);
     let scrapes = loop {
@@ -239,6 +243,101 @@ async fn every_node_shows_the_workload_counts_one_leader_and_valid_metrics() {
         promtool_check(node, text);
     }
     assert_eq!(leaders, 1.0, "exactly one node leads");
+
+    // The write path: 6 writes went to `follower` and 5 to `other` (borrows, refusals,
+    // returns, the replay), each forwarded to the leader in a batch; the leader appended
+    // every write (14), and nothing failed or waits.
+    let on = |node: usize, name: &str, with: &[(&str, &str)]| total(&scrapes[node], name, with);
+    let forwarded: f64 = [follower, other]
+        .iter()
+        .map(|&node| on(node, "licensed_forward_batch_size_sum", &[]))
+        .sum();
+    assert_eq!(forwarded, 11.0, "writes forwarded by the followers");
+    for node in [follower, other] {
+        assert!(
+            on(node, "licensed_forward_batches_total", &[("outcome", "ok")]) >= 1.0,
+            "node {} forwarded",
+            node + 1
+        );
+        assert_eq!(
+            on(
+                node,
+                "licensed_forward_batches_total",
+                &[("outcome", "error")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            on(node, "licensed_raft_proposals_committed_total", &[]),
+            0.0
+        );
+    }
+    assert!(on(leader, "licensed_raft_proposals_committed_total", &[]) >= 14.0);
+    assert_eq!(on(leader, "licensed_raft_proposals_failed_total", &[]), 0.0);
+    assert_eq!(on(leader, "licensed_raft_proposals_pending", &[]), 0.0);
+    assert!(on(follower, "licensed_read_index_rounds_total", &[]) >= 1.0);
+    assert!(on(follower, "licensed_read_index_batch_size_sum", &[]) >= 1.0);
+    // The leader's view of its followers: both reachable, lag and round trips shown.
+    for node in [follower, other] {
+        let peer = (node + 1).to_string();
+        let peer = [("peer", peer.as_str())];
+        assert_eq!(
+            on(leader, "licensed_raft_peer_up", &peer),
+            1.0,
+            "peer {peer:?}"
+        );
+        assert!(
+            on(leader, "licensed_raft_peer_replication_lag_entries", &peer) >= 0.0
+                && scrapes[leader].contains(&format!(
+                    "licensed_raft_peer_replication_lag_entries{{peer=\"{}\"}}",
+                    node + 1
+                )),
+            "lag of peer {peer:?}"
+        );
+        let rpc_peer = [("peer", peer[0].1), ("rpc", "append")];
+        assert!(
+            on(
+                leader,
+                "licensed_raft_peer_rpc_duration_seconds_count",
+                &rpc_peer
+            ) >= 1.0
+        );
+        assert!(scrapes[leader].contains(&format!(
+            "licensed_peer_clock_offset_seconds{{peer=\"{}\"}}",
+            node + 1
+        )));
+    }
+    for node in [follower, other] {
+        assert!(
+            !scrapes[node].contains("licensed_raft_peer_up{"),
+            "only the leader reports its followers"
+        );
+    }
+    for (node, text) in scrapes.iter().enumerate() {
+        let count = |name: &str, with: &[(&str, &str)]| total(text, name, with);
+        let node = node + 1;
+        assert!(
+            count("licensed_raft_propose_commit_seconds_count", &[]) >= 1.0,
+            "node {node}"
+        );
+        assert!(
+            count("licensed_raft_commit_apply_seconds_count", &[]) >= 1.0,
+            "node {node}"
+        );
+        assert!(
+            count("licensed_raft_log_fsync_duration_seconds_count", &[]) >= 1.0,
+            "node {node}"
+        );
+        assert!(
+            count("licensed_data_dir_bytes", &[("part", "raft")]) > 0.0,
+            "node {node}"
+        );
+        assert!(
+            count("process_resident_memory_bytes", &[]) > 0.0,
+            "node {node}"
+        );
+        assert!(count("process_open_fds", &[]) > 0.0, "node {node}");
+    }
 
     // This node's traffic, summed over the nodes: every call counted where it arrived.
     let rpc = |method: &str, code: &str| -> f64 {

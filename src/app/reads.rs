@@ -77,6 +77,7 @@ pub(super) fn read_index_round(
     Arc::new(move |(), reads: Vec<()>| {
         let (node, peers) = (node.clone(), peers.clone());
         Box::pin(async move {
+            crate::metrics::proposals::observe_read_index_round(reads.len());
             let read = match cluster::read_index_local(&node.raft, &node.clocks).await {
                 Err(ClusterError::NotLeader {
                     leader: Some((leader, addr)),

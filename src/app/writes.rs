@@ -92,9 +92,11 @@ pub(super) fn forward_batches(
     Arc::new(move |(leader, addr), proposals| {
         let peers = peers.clone();
         Box::pin(async move {
-            peers
+            let answer = peers
                 .forward_batch((leader, &addr), &proposals, timeout)
-                .await
+                .await;
+            crate::metrics::proposals::observe_forward(proposals.len(), answer.is_ok());
+            answer
         })
     })
 }

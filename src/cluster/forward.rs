@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::borrow::check::BorrowRequest;
 use crate::borrow::time::{self, UnixSeconds};
+use crate::metrics::proposals::ProposalInFlight;
 use crate::state::{Bootstrap, Command, Outcome};
 
 use crate::raft::clock::ClockBook;
@@ -163,9 +164,15 @@ pub async fn propose_local(
     proposal: Proposal,
 ) -> Result<Outcome, ClusterError> {
     check_clock(raft, clocks)?;
+    // Dropped unfinished (a timeout abandons the wait) it counts as failed.
+    let in_flight = ProposalInFlight::start();
     match raft.client_write(proposal.stamp(time::now())).await {
-        Ok(response) => Ok(response.data),
+        Ok(response) => {
+            in_flight.committed();
+            Ok(response.data)
+        }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            in_flight.not_proposed();
             Err(ClusterError::NotLeader {
                 leader: forward.leader_id.zip(forward.leader_node),
             })

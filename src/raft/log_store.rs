@@ -212,6 +212,7 @@ impl FsyncStats {
     }
 
     fn record(&self, group_size: usize, elapsed: Duration, ok: bool) {
+        crate::metrics::storage::observe_fsync(elapsed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.last_group_size

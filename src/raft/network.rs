@@ -31,6 +31,7 @@ use super::identity::{self, IdentityStore};
 use super::routes::PeerRoutes;
 use super::state_machine::SnapshotData;
 use super::{NodeAddr, NodeId, TypeConfig};
+use crate::metrics::peers::PeerRpc;
 
 /// Path of the AppendEntries RPC (also heartbeats).
 pub(crate) const APPEND_PATH: &str = "/raft/append";
@@ -125,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             identity: self.identity.clone(),
             target,
             base_url: format!("http://{}", self.routes.resolve(target, &node.raft_addr)),
+            rpcs: Arc::new(PeerRpcs::new(target)),
         }
     }
 }
@@ -144,6 +146,37 @@ pub struct PeerClient {
     target: NodeId,
     /// `http://{raft_addr}` of the peer.
     base_url: String,
+    /// Round trips and failures of the RPCs to this peer, for the metrics.
+    rpcs: Arc<PeerRpcs>,
+}
+
+/// The metric series of each kind of RPC to one peer.
+#[derive(Debug)]
+struct PeerRpcs {
+    append: PeerRpc,
+    vote: PeerRpc,
+    snapshot: PeerRpc,
+    transfer: PeerRpc,
+}
+
+impl PeerRpcs {
+    fn new(peer: NodeId) -> PeerRpcs {
+        PeerRpcs {
+            append: PeerRpc::new(peer, "append"),
+            vote: PeerRpc::new(peer, "vote"),
+            snapshot: PeerRpc::new(peer, "snapshot"),
+            transfer: PeerRpc::new(peer, "transfer"),
+        }
+    }
+
+    fn of(&self, action: RPCTypes) -> &PeerRpc {
+        match action {
+            RPCTypes::AppendEntries => &self.append,
+            RPCTypes::InstallSnapshot => &self.snapshot,
+            RPCTypes::TransferLeader => &self.transfer,
+            _ => &self.vote,
+        }
+    }
 }
 
 /// An HTTP error status from a peer: it answered, and will answer the same again.
@@ -189,6 +222,25 @@ impl PeerClient {
     /// Like [`call`](Self::call), with an HTTP error status handed back as [`Refused`]
     /// for the caller to tell apart.
     async fn call_status<Resp>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        action: RPCTypes,
+        timeout: Duration,
+    ) -> Result<Result<Resp, Refused>, RPCError<TypeConfig>>
+    where
+        Resp: DeserializeOwned,
+    {
+        let started = std::time::Instant::now();
+        let answer = self.exchange(path, body, action, timeout).await;
+        self.rpcs
+            .of(action)
+            .observe(started.elapsed(), matches!(answer, Ok(Ok(_))));
+        answer
+    }
+
+    /// One request and its decoded answer.
+    async fn exchange<Resp>(
         &self,
         path: &str,
         body: Vec<u8>,

@@ -56,6 +56,8 @@ pub struct Node {
     pub clocks: Arc<ClockBook>,
     /// Its cluster and whether this data dir was admitted into it.
     pub identity: Arc<IdentityStore>,
+    /// The data directory, for its size in the metrics.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Why a node could not start.
@@ -152,6 +154,9 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
     tokio::spawn(crate::metrics::count_leader_changes(raft.clone()));
+    tokio::spawn(crate::metrics::proposals::sample_commit_latencies(
+        raft.clone(),
+    ));
     tokio::spawn(hand_over_when_clock_is_off(
         raft.clone(),
         clocks.clone(),
@@ -166,6 +171,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         routes: options.routes.clone(),
         clocks,
         identity,
+        data_dir: options.data_dir.clone(),
     })
 }
 

@@ -242,6 +242,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
             };
             (ledger.freeze(), meta)
         };
+        let started = std::time::Instant::now();
         let snapshots = self.snapshots.clone();
         let meta_for_write = meta.clone();
         let data = blocking(move || {
@@ -254,6 +255,7 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerStore {
         .await
         .map_err(|error| failed("build a snapshot", error))?;
         self.counters.built.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::storage::observe_snapshot_built(started.elapsed(), data.len());
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot built");
         Ok(SnapshotOf::<TypeConfig, SnapshotData> {
             meta,
@@ -340,6 +342,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         .await
         .map_err(|error| failed("install a snapshot", error))?;
         self.counters.installed.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::storage::observe_snapshot_installed(started.elapsed(), bytes);
         let total_ms = started.elapsed().as_millis();
         tracing::info!(
             ?last_log_id,
