@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::borrow::return_token::constant_time_eq;
@@ -104,7 +105,12 @@ async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body)
             return json_response(error_response(serde_json::Value::Null, &error));
         }
     };
-    match handle_body(&state.app, state.caller(&headers), &bytes).await {
+    let span = tracing::info_span!("rpc", otel.name = "POST /licenses", otel.kind = "server");
+    crate::telemetry::trace_export::continue_client_trace(&span, &headers);
+    let reply = handle_body(&state.app, state.caller(&headers), &bytes)
+        .instrument(span)
+        .await;
+    match reply {
         Some(reply) => json_text_response(reply),
         None => StatusCode::NO_CONTENT.into_response(),
     }

@@ -1,19 +1,47 @@
-//! Process-level plumbing of the `licensed` binary: logging, the shutdown signal and,
-//! in chaos builds, crash points.
+//! Process-level plumbing of the `licensed` binary: logging, span export, the shutdown
+//! signal and, in chaos builds, crash points.
 
-/// Logs to stderr, as text or (`format == "json"`) one JSON object per line; `RUST_LOG`
-/// overrides the default filter.
-pub fn init(format: &str) {
+pub mod trace_export;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+pub use trace_export::TraceExport;
+
+/// Logs to stderr, as text or (`format == "json"`) one JSON object per line (`RUST_LOG`
+/// overrides the default filter), and exports spans over OTLP when the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see [`trace_export`]). Keep the returned
+/// exporter until the process ends: dropping it flushes the last spans.
+pub fn init(format: &str, node_id: u64) -> Option<TraceExport> {
+    // RUST_LOG filters the logs only: spans are exported whatever the log level.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if format == "json" {
+        logs.json().with_filter(filter).boxed()
     } else {
-        builder.init();
+        logs.with_filter(filter).boxed()
+    };
+    let (export, problem) = match TraceExport::from_env(node_id) {
+        Ok(export) => (export, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    // This server's own spans (request, forward, proposal, commit wait, read-index
+    // round), not openraft's internals.
+    let spans = export.as_ref().map(|export| {
+        tracing_opentelemetry::layer()
+            .with_tracer(export.tracer())
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("licensed", tracing::Level::INFO),
+            )
+    });
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    if let Some(problem) = problem {
+        tracing::error!(%problem, "tracing export not started");
     }
+    export
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -78,7 +78,7 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
     let answer = peers
         .forward_batch(
             (cluster.nodes[leader].id(), &addr),
-            &[proposal],
+            vec![(proposal, None)],
             Duration::from_secs(60),
         )
         .await;

@@ -26,7 +26,7 @@ use crate::borrow::return_token::ReturnTokenKey;
 use crate::cluster::batcher::Batcher;
 use crate::cluster::forward::{ClusterClient, ClusterError, Proposal, ReadPoint};
 use crate::raft::node::Node;
-use crate::raft::{NodeAddr, NodeId};
+use crate::raft::NodeId;
 use crate::state::{Bootstrap, BorrowRecord, Outcome};
 use signed_cache::{SignedCache, DEFAULT_CAPACITY};
 
@@ -94,7 +94,7 @@ pub struct App {
     return_tokens: OnceLock<ReturnTokenKey>,
     signed: SignedCache,
     /// Writes forwarded to the leader in batches (see [`Batcher`]).
-    forwards: Batcher<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError>,
+    forwards: writes::ForwardBatcher,
     /// The last rendered listing, reused while the ledger and its expiries allow.
     listing: Mutex<Option<listing::RenderedListing>>,
     /// Read-index rounds shared by concurrent reads: each read joins a batch taken

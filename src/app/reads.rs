@@ -10,6 +10,7 @@ use super::{App, AppError};
 use crate::cluster::batcher::SendBatch;
 use crate::cluster::forward::{self as cluster, ClusterClient, ClusterError, ReadPoint};
 use crate::raft::node::Node;
+use tracing::Instrument;
 
 impl App {
     /// Waits until this node's ledger reflects every write acknowledged anywhere before
@@ -76,15 +77,19 @@ pub(super) fn read_index_round(
 ) -> SendBatch<(), (), ReadPoint, ClusterError> {
     Arc::new(move |(), reads: Vec<()>| {
         let (node, peers) = (node.clone(), peers.clone());
-        Box::pin(async move {
-            crate::metrics::proposals::observe_read_index_round(reads.len());
-            let read = match cluster::read_index_local(&node.raft, &node.clocks).await {
-                Err(ClusterError::NotLeader {
-                    leader: Some((leader, addr)),
-                }) if leader != node.id => peers.read_index((leader, &addr), timeout).await,
-                other => other,
-            }?;
-            Ok(vec![read; reads.len()])
-        })
+        let span = tracing::info_span!("read_index_round", reads = reads.len());
+        Box::pin(
+            async move {
+                crate::metrics::proposals::observe_read_index_round(reads.len());
+                let read = match cluster::read_index_local(&node.raft, &node.clocks).await {
+                    Err(ClusterError::NotLeader {
+                        leader: Some((leader, addr)),
+                    }) if leader != node.id => peers.read_index((leader, &addr), timeout).await,
+                    other => other,
+                }?;
+                Ok(vec![read; reads.len()])
+            }
+            .instrument(span),
+        )
     })
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::retry::{self, Failed};
 use super::{App, AppError};
-use crate::cluster::batcher::SendBatch;
+use crate::cluster::batcher::{Batcher, SendBatch};
 use crate::cluster::forward::{self as cluster, ClusterClient, ClusterError, Proposal};
 use crate::raft::{NodeAddr, NodeId};
 use crate::state::Outcome;
+use crate::telemetry::trace_export;
+use tracing::Instrument;
 
 impl App {
     /// Gets a proposal applied: appended here when this node leads, forwarded to the
@@ -18,6 +20,7 @@ impl App {
     pub(super) async fn propose(&self, proposal: Proposal) -> Result<Outcome, AppError> {
         // A leader that lost its quorum keeps the entry pending: bound the whole wait.
         tokio::time::timeout(self.request_timeout, self.propose_until(proposal))
+            .instrument(tracing::info_span!("propose"))
             .await
             .map_err(|_| {
                 AppError::Unavailable(format!(
@@ -75,7 +78,14 @@ impl App {
         leader: (NodeId, NodeAddr),
         proposal: &Proposal,
     ) -> Result<Outcome, ClusterError> {
-        match self.forwards.call(leader, proposal.clone()).await {
+        let span = tracing::info_span!("forward", leader = leader.0);
+        let traceparent = trace_export::traceparent_of(&span);
+        let answer = self
+            .forwards
+            .call(leader, (proposal.clone(), traceparent))
+            .instrument(span)
+            .await;
+        match answer {
             Some(answer) => answer.and_then(|answer| answer),
             None => Err(ClusterError::Unknown(
                 "the forwarding task failed".to_string(),
@@ -84,18 +94,26 @@ impl App {
     }
 }
 
+/// A write forwarded to the leader, with its caller's `traceparent` (none when not traced).
+pub(super) type Forwarded = (Proposal, Option<String>);
+
+/// Batches of forwarded writes, by leader.
+pub(super) type ForwardBatcher =
+    Batcher<(NodeId, NodeAddr), Forwarded, Result<Outcome, ClusterError>, ClusterError>;
+
+type SendForwards =
+    SendBatch<(NodeId, NodeAddr), Forwarded, Result<Outcome, ClusterError>, ClusterError>;
+
 /// Sends a batch of forwarded writes to the leader in one request.
-pub(super) fn forward_batches(
-    peers: ClusterClient,
-    timeout: Duration,
-) -> SendBatch<(NodeId, NodeAddr), Proposal, Result<Outcome, ClusterError>, ClusterError> {
+pub(super) fn forward_batches(peers: ClusterClient, timeout: Duration) -> SendForwards {
     Arc::new(move |(leader, addr), proposals| {
         let peers = peers.clone();
         Box::pin(async move {
+            let size = proposals.len();
             let answer = peers
-                .forward_batch((leader, &addr), &proposals, timeout)
+                .forward_batch((leader, &addr), proposals, timeout)
                 .await;
-            crate::metrics::proposals::observe_forward(proposals.len(), answer.is_ok());
+            crate::metrics::proposals::observe_forward(size, answer.is_ok());
             answer
         })
     })

@@ -9,7 +9,8 @@ use licensed::{run, Listeners};
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    licensed::telemetry::init(&config.log_format);
+    // Held to the end: dropping it flushes the spans still queued for export.
+    let _trace_export = licensed::telemetry::init(&config.log_format, config.node_id);
     // Chaos builds only: crash points from the FAILPOINTS environment variable.
     #[cfg(feature = "failpoints")]
     let _failpoints = licensed::telemetry::arm_failpoints();

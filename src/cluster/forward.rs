@@ -22,6 +22,8 @@ use crate::borrow::check::BorrowRequest;
 use crate::borrow::time::{self, UnixSeconds};
 use crate::metrics::proposals::ProposalInFlight;
 use crate::state::{Bootstrap, Command, Outcome};
+use crate::telemetry::trace_export;
+use tracing::Instrument;
 
 use crate::raft::clock::ClockBook;
 use crate::raft::codec;
@@ -32,6 +34,9 @@ use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
 
 /// Forward writes to the leader, several in one request (see `cluster/batcher.rs`).
 pub const FORWARD_BATCH_PATH: &str = "/cluster/forward-batch";
+/// On a forwarded batch: each write's W3C `traceparent`, in order, comma-separated (empty
+/// for a write not traced). A header, so the body stays what every version reads.
+pub const TRACEPARENTS_HEADER: &str = "x-licensed-traceparents";
 /// Ask the leader for a read index.
 pub const READ_INDEX_PATH: &str = "/cluster/read-index";
 /// Who is this node, does it belong to a cluster, whom does it follow.
@@ -158,6 +163,7 @@ fn check_clock(raft: &Raft, clocks: &ClockBook) -> Result<(), ClusterError> {
 }
 
 /// Appends a proposal on this node, which must be the leader.
+#[tracing::instrument(name = "proposal", level = "info", skip_all)]
 pub async fn propose_local(
     raft: &Raft,
     clocks: &ClockBook,
@@ -166,7 +172,11 @@ pub async fn propose_local(
     check_clock(raft, clocks)?;
     // Dropped unfinished (a timeout abandons the wait) it counts as failed.
     let in_flight = ProposalInFlight::start();
-    match raft.client_write(proposal.stamp(time::now())).await {
+    let written = raft
+        .client_write(proposal.stamp(time::now()))
+        .instrument(tracing::info_span!("commit_wait"))
+        .await;
+    match written {
         Ok(response) => {
             in_flight.committed();
             Ok(response.data)
@@ -275,13 +285,18 @@ impl ClusterClient {
         path: &str,
         body: &Req,
         timeout: Duration,
+        traceparents: Option<String>,
     ) -> Result<Resp, ClusterError> {
         let raft_addr = self.routes.resolve(id, &addr.raft_addr);
         let body = codec::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
-        let response = self
+        let mut request = self
             .http
             .post(format!("http://{raft_addr}{path}"))
-            .header(header::CONTENT_TYPE, codec::CONTENT_TYPE)
+            .header(header::CONTENT_TYPE, codec::CONTENT_TYPE);
+        if let Some(traceparents) = traceparents {
+            request = request.header(TRACEPARENTS_HEADER, traceparents);
+        }
+        let response = request
             .timeout(timeout)
             .body(body)
             .send()
@@ -308,14 +323,31 @@ impl ClusterClient {
     }
 
     /// Forwards proposals to `leader` in one request: one answer per proposal, in order.
+    /// Each proposal comes with its caller's `traceparent`, if traced; the leader
+    /// continues those traces.
     pub async fn forward_batch(
         &self,
         leader: (NodeId, &NodeAddr),
-        proposals: &[Proposal],
+        proposals: Vec<(Proposal, Option<String>)>,
         timeout: Duration,
     ) -> Result<Vec<Result<Outcome, ClusterError>>, ClusterError> {
-        self.post(leader, FORWARD_BATCH_PATH, &proposals, timeout)
-            .await
+        let (proposals, traceparents): (Vec<Proposal>, Vec<Option<String>>) =
+            proposals.into_iter().unzip();
+        let traceparents = traceparents.iter().any(Option::is_some).then(|| {
+            traceparents
+                .iter()
+                .map(|tp| tp.as_deref().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        self.post(
+            leader,
+            FORWARD_BATCH_PATH,
+            &proposals,
+            timeout,
+            traceparents,
+        )
+        .await
     }
 
     /// Asks `leader` for a read point.
@@ -324,8 +356,9 @@ impl ClusterClient {
         leader: (NodeId, &NodeAddr),
         timeout: Duration,
     ) -> Result<ReadPoint, ClusterError> {
-        let answer: Result<ReadPoint, ClusterError> =
-            self.post(leader, READ_INDEX_PATH, &(), timeout).await?;
+        let answer: Result<ReadPoint, ClusterError> = self
+            .post(leader, READ_INDEX_PATH, &(), timeout, None)
+            .await?;
         answer
     }
 
@@ -386,32 +419,56 @@ fn bincode_response<T: Serialize>(value: &T) -> Response {
     }
 }
 
-async fn forward_batch(State(state): State<ClusterState>, body: Bytes) -> Response {
+async fn forward_batch(
+    State(state): State<ClusterState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let proposals: Vec<Proposal> = match codec::decode(&body) {
         Ok(proposals) => proposals,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed body: {e}")).into_response(),
     };
+    let mut traceparents = headers
+        .get(TRACEPARENTS_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(',').map(str::to_string).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter();
+    let spans: Vec<tracing::Span> = proposals
+        .iter()
+        .map(|_| {
+            let span = tracing::info_span!("forwarded_write", otel.kind = "server");
+            if let Some(traceparent) = traceparents.next().filter(|tp| !tp.is_empty()) {
+                trace_export::continue_trace(&span, &traceparent);
+            }
+            span
+        })
+        .collect();
     #[cfg(feature = "failpoints")]
     let forwarded = proposals.clone();
     // All at once: Raft appends what arrives together as one group commit.
-    let answers = futures::future::join_all(proposals.into_iter().map(|proposal| async {
-        #[cfg(feature = "failpoints")]
-        if let Some(answer) = ack_before_commit(&state.node, &proposal) {
-            return answer;
-        }
-        tokio::time::timeout(
-            state.deadline,
-            propose_local(&state.raft, &state.clocks, proposal),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(ClusterError::Unknown(format!(
-                "not committed within {} ms on the leader (no quorum?)",
-                state.deadline.as_millis()
-            )))
-        })
-    }))
-    .await;
+    let answers =
+        futures::future::join_all(proposals.into_iter().zip(spans).map(|(proposal, span)| {
+            async {
+                #[cfg(feature = "failpoints")]
+                if let Some(answer) = ack_before_commit(&state.node, &proposal) {
+                    return answer;
+                }
+                tokio::time::timeout(
+                    state.deadline,
+                    propose_local(&state.raft, &state.clocks, proposal),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClusterError::Unknown(format!(
+                        "not committed within {} ms on the leader (no quorum?)",
+                        state.deadline.as_millis()
+                    )))
+                })
+            }
+            .instrument(span)
+        }))
+        .await;
     #[cfg(feature = "failpoints")]
     if crate::broken::is(crate::broken::Broken::ApplyForwardedTwice) {
         apply_forwarded_again(&state, forwarded, &answers).await;

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::metrics::rpc::{self as rpc_metrics, INVALID_REQUEST as INVALID_LABEL};
@@ -93,9 +94,13 @@ async fn handle_one(app: &App, caller: Caller, request: &Value) -> Option<Reply>
             return Some(error_reply(id, &error));
         }
     };
-    let outcome = methods::call(app, caller, method, object.get("params")).await;
+    let label = rpc_metrics::method_label(method);
+    let span = tracing::info_span!("call", otel.name = label, rpc.method = label);
+    let outcome = methods::call(app, caller, method, object.get("params"))
+        .instrument(span)
+        .await;
     rpc_metrics::observe_call(
-        rpc_metrics::method_label(method),
+        label,
         outcome.as_ref().err().map(|error| error.code),
         started.elapsed().as_secs_f64(),
     );
