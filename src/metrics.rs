@@ -69,6 +69,14 @@ fn gauge(name: &str, help: &str) -> IntGauge {
     gauge
 }
 
+/// A metric family built from constant options, registered. `name` is for the message
+/// of the impossible failure.
+fn registered<M: Collector + Clone + 'static>(name: &str, built: prometheus::Result<M>) -> M {
+    let metric = built.unwrap_or_else(|_| unreachable_metric(name));
+    register(&metric);
+    metric
+}
+
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> prometheus::Histogram {
     let histogram = prometheus::Histogram::with_opts(
         prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),

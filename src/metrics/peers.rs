@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use super::proposals::LATENCY_BUCKETS;
-use super::{register, unreachable_metric};
+use super::registered;
 use crate::raft::NodeId;
 
 /// A peer whose last RPC failed, or that was not reached for this long, is down.
@@ -27,52 +27,50 @@ struct PeerMetrics {
 }
 
 static PEERS: LazyLock<PeerMetrics> = LazyLock::new(|| {
-    let rpc_duration = HistogramVec::new(
-        HistogramOpts::new(
-            "licensed_raft_peer_rpc_duration_seconds",
-            "Round trip of a Raft RPC this node sent, by peer and kind (append, vote, snapshot, transfer); answered calls only",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
-        &["peer", "rpc"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_peer_rpc_duration_seconds"));
-    let rpc_failures = IntCounterVec::new(
-        Opts::new(
-            "licensed_raft_peer_rpc_failures_total",
-            "Raft RPCs this node sent that failed (unreachable, timed out, refused), by peer and kind",
+    const DURATION: &str = "licensed_raft_peer_rpc_duration_seconds";
+    const FAILURES: &str = "licensed_raft_peer_rpc_failures_total";
+    const LAG: &str = "licensed_raft_peer_replication_lag_entries";
+    const UP: &str = "licensed_raft_peer_up";
+    const OFFSET: &str = "licensed_peer_clock_offset_seconds";
+    let rpc_duration = registered(
+        DURATION,
+        HistogramVec::new(
+            HistogramOpts::new(DURATION, "Round trip of a Raft RPC this node sent, by peer and kind (append, vote, snapshot, transfer); answered calls only")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["peer", "rpc"],
         ),
-        &["peer", "rpc"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_peer_rpc_failures_total"));
-    let lag = IntGaugeVec::new(
-        Opts::new(
-            "licensed_raft_peer_replication_lag_entries",
-            "On the leader: log entries a member has not yet acknowledged (the leader's last log index minus the member's matched index)",
+    );
+    let rpc_failures = registered(
+        FAILURES,
+        IntCounterVec::new(
+            Opts::new(FAILURES, "Raft RPCs this node sent that failed (unreachable, timed out, refused), by peer and kind"),
+            &["peer", "rpc"],
         ),
-        &["peer"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_peer_replication_lag_entries"));
-    let up = IntGaugeVec::new(
-        Opts::new(
-            "licensed_raft_peer_up",
-            "On the leader: 1 if the last Raft RPC to the member succeeded within the last 5 s",
+    );
+    let lag = registered(
+        LAG,
+        IntGaugeVec::new(
+            Opts::new(LAG, "On the leader: log entries a member has not yet acknowledged (the leader's last log index minus the member's matched index)"),
+            &["peer"],
         ),
-        &["peer"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_peer_up"));
-    let clock_offset = GaugeVec::new(
-        Opts::new(
-            "licensed_peer_clock_offset_seconds",
-            "The peer's wall clock minus this node's, from the last 10 s of node-to-node traffic",
+    );
+    let up = registered(
+        UP,
+        IntGaugeVec::new(
+            Opts::new(
+                UP,
+                "On the leader: 1 if the last Raft RPC to the member succeeded within the last 5 s",
+            ),
+            &["peer"],
         ),
-        &["peer"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_peer_clock_offset_seconds"));
-    register(&rpc_duration);
-    register(&rpc_failures);
-    register(&lag);
-    register(&up);
-    register(&clock_offset);
+    );
+    let clock_offset = registered(
+        OFFSET,
+        GaugeVec::new(
+            Opts::new(OFFSET, "The peer's wall clock minus this node's, from the last 10 s of node-to-node traffic"),
+            &["peer"],
+        ),
+    );
     PeerMetrics {
         rpc_duration,
         rpc_failures,

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Opts};
 
-use super::{counter, gauge, histogram, register, unreachable_metric};
+use super::{counter, gauge, histogram, registered};
 use crate::raft::Raft;
 
 /// Latency buckets for Raft work, seconds: 0.5 ms to about 8 s.
@@ -37,15 +37,14 @@ struct ProposalMetrics {
 }
 
 static PROPOSALS: LazyLock<ProposalMetrics> = LazyLock::new(|| {
-    let forwarded = IntCounterVec::new(
-        Opts::new(
-            "licensed_forward_batches_total",
-            "Batches of writes this node forwarded to the leader, by outcome (ok: the leader answered; error: no answer, the writes were retried)",
+    const FORWARDED: &str = "licensed_forward_batches_total";
+    let forwarded = registered(
+        FORWARDED,
+        IntCounterVec::new(
+            Opts::new(FORWARDED, "Batches of writes this node forwarded to the leader, by outcome (ok: the leader answered; error: no answer, the writes were retried)"),
+            &["outcome"],
         ),
-        &["outcome"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_forward_batches_total"));
-    register(&forwarded);
+    );
     ProposalMetrics {
         committed: counter(
             "licensed_raft_proposals_committed_total",

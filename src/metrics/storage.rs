@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prometheus::{Histogram, IntGauge, IntGaugeVec, Opts};
 
-use super::{gauge, histogram, register, unreachable_metric};
+use super::{gauge, histogram, registered};
 
 /// WAL sync buckets, seconds: 50 µs to about 3 s (this class of disk: ~0.2 ms, stalls of
 /// ~100 ms under load).
@@ -31,15 +31,14 @@ struct StorageMetrics {
 }
 
 static STORAGE: LazyLock<StorageMetrics> = LazyLock::new(|| {
-    let data_dir = IntGaugeVec::new(
-        Opts::new(
-            "licensed_data_dir_bytes",
-            "Bytes in this node's data directory, by part (raft: the RocksDB Raft log; snapshots: snapshot files)",
+    const DATA_DIR: &str = "licensed_data_dir_bytes";
+    let data_dir = registered(
+        DATA_DIR,
+        IntGaugeVec::new(
+            Opts::new(DATA_DIR, "Bytes in this node's data directory, by part (raft: the RocksDB Raft log; snapshots: snapshot files)"),
+            &["part"],
         ),
-        &["part"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_data_dir_bytes"));
-    register(&data_dir);
+    );
     StorageMetrics {
         fsync: histogram(
             "licensed_raft_log_fsync_duration_seconds",
