@@ -3,7 +3,7 @@
 //! follower (the client's span as parent of its `POST /licenses` span, then the method's,
 //! `propose` and `forward`) and from the leader (`forwarded_write`, parented on the
 //! follower's `forward` span, then `proposal` and `commit_wait`), all under the client's
-//! trace id.
+//! trace id; and every node exports `apply` spans.
 
 mod common;
 
@@ -160,8 +160,24 @@ async fn a_borrow_sent_to_a_follower_is_one_trace_on_both_nodes() {
     assert_eq!(proposal.parent_span_id, on_leader.span_id);
     let commit_wait = get(&leader_id, "commit_wait");
     assert_eq!(commit_wait.parent_span_id, proposal.span_id);
-    // A call without traceparent starts its own trace: nothing else joins this one.
+    // Only the two nodes the borrow passed through take part in its trace.
     assert!(ours
         .iter()
         .all(|span| span.node == leader_id || span.node == follower_id));
+    // Applying the log is traced on every node, each batch a trace of its own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let applying: std::collections::BTreeSet<String> = loop {
+        let nodes = spans
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|span| span.name == "apply")
+            .map(|span| span.node.clone())
+            .collect::<std::collections::BTreeSet<_>>();
+        if nodes.len() == 3 || Instant::now() > deadline {
+            break nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(applying.len(), 3, "apply spans from {applying:?}");
 }

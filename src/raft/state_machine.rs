@@ -275,8 +275,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
         Ok((applied.log_id, applied.membership.clone()))
     }
 
-    // Debug level: one span per applied batch would be a trace of its own on every node.
-    #[tracing::instrument(name = "apply", level = "debug", skip_all)]
+    // One span per applied batch, a trace of its own (the log entries carry no request
+    // context); the sampler thins these out like any other root span.
+    #[tracing::instrument(name = "apply", level = "info", skip_all)]
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
