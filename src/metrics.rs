@@ -64,9 +64,7 @@ struct RaftMetrics {
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
-    let gauge = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
-    register(&gauge);
-    gauge
+    registered(name, IntGauge::new(name, help))
 }
 
 /// A metric family built from constant options, registered. `name` is for the message
@@ -78,42 +76,43 @@ fn registered<M: Collector + Clone + 'static>(name: &str, built: prometheus::Res
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> prometheus::Histogram {
-    let histogram = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+    registered(
+        name,
+        prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        ),
     )
-    .unwrap_or_else(|_| unreachable_metric(name));
-    register(&histogram);
-    histogram
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
-    register(&counter);
-    counter
+    registered(name, IntCounter::new(name, help))
 }
 
 static RAFT: LazyLock<RaftMetrics> = LazyLock::new(|| {
-    let members = IntGaugeVec::new(
-        Opts::new(
-            "licensed_raft_members",
-            "Members of the cluster as this node's effective membership has them, by role (voter, learner)",
+    const MEMBERS: &str = "licensed_raft_members";
+    const FSYNC_SECONDS: &str = "licensed_raft_log_fsync_seconds_total";
+    const OFFSET_MAX: &str = "licensed_peer_clock_offset_max_seconds";
+    let members = registered(
+        MEMBERS,
+        IntGaugeVec::new(
+            Opts::new(MEMBERS, "Members of the cluster as this node's effective membership has them, by role (voter, learner)"),
+            &["role"],
         ),
-        &["role"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_members"));
-    register(&members);
-    let fsync_seconds = prometheus::Counter::new(
-        "licensed_raft_log_fsync_seconds_total",
-        "Time spent in Raft log WAL syncs (every acknowledged append waits for one)",
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_raft_log_fsync_seconds_total"));
-    register(&fsync_seconds);
-    let peer_clock_offset = prometheus::Gauge::new(
-        "licensed_peer_clock_offset_max_seconds",
-        "Largest clock offset to a peer seen in the last 10 s (absolute)",
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_peer_clock_offset_max_seconds"));
-    register(&peer_clock_offset);
+    );
+    let fsync_seconds = registered(
+        FSYNC_SECONDS,
+        prometheus::Counter::new(
+            FSYNC_SECONDS,
+            "Time spent in Raft log WAL syncs (every acknowledged append waits for one)",
+        ),
+    );
+    let peer_clock_offset = registered(
+        OFFSET_MAX,
+        prometheus::Gauge::new(
+            OFFSET_MAX,
+            "Largest clock offset to a peer seen in the last 10 s (absolute)",
+        ),
+    );
     RaftMetrics {
         has_leader: gauge("licensed_raft_has_leader", "1 if this node knows a leader"),
         is_leader: gauge("licensed_raft_is_leader", "1 if this node is the leader"),
@@ -234,17 +233,28 @@ pub fn observe_node(node: &Node) {
     ledger::observe_licenses(&ledger, crate::borrow::time::now());
 }
 
-/// Counts leader changes as this node sees them, for as long as `raft` runs.
-pub async fn count_leader_changes(raft: Raft) {
+/// Follows `raft`'s metrics stream for as long as it runs: counts leader changes as this
+/// node sees them, and samples the commit latencies ([`proposals`]).
+pub async fn watch_raft(raft: Raft) {
     use openraft::async_runtime::WatchReceiver;
     let mut watch = raft.metrics();
-    let mut last = None;
+    let mut last_leader = None;
+    let mut latencies = proposals::CommitLatencies::default();
     loop {
-        let leader = watch.borrow_watched().current_leader;
-        if leader.is_some() && leader != last {
+        let (leader, last, commit, applied) = {
+            let m = watch.borrow_watched();
+            (
+                m.current_leader,
+                m.last_log_index,
+                m.local_committed.as_ref().map(|id| id.index),
+                m.last_applied.as_ref().map(|id| id.index),
+            )
+        };
+        if leader.is_some() && leader != last_leader {
             RAFT.leader_changes.inc();
-            last = leader;
+            last_leader = leader;
         }
+        latencies.observe(last, commit, applied);
         if watch.changed().await.is_err() {
             return;
         }

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
-use super::{register, unreachable_metric};
+use super::registered;
 use crate::borrow::time::UnixSeconds;
 use crate::rpc::error::borrow_code;
 use crate::state::{Command, Ledger, Outcome};
@@ -45,20 +45,13 @@ struct LedgerMetrics {
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, format!("{help} ({APPLIED})")), labels)
-        .unwrap_or_else(|_| unreachable_metric(name));
-    register(&counter);
-    counter
+    let opts = Opts::new(name, format!("{help} ({APPLIED})"));
+    registered(name, IntCounterVec::new(opts, labels))
 }
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let gauge = IntGaugeVec::new(
-        Opts::new(name, format!("{help} ({READ_AT_SCRAPE})")),
-        labels,
-    )
-    .unwrap_or_else(|_| unreachable_metric(name));
-    register(&gauge);
-    gauge
+    let opts = Opts::new(name, format!("{help} ({READ_AT_SCRAPE})"));
+    registered(name, IntGaugeVec::new(opts, labels))
 }
 
 static LEDGER: LazyLock<LedgerMetrics> = LazyLock::new(|| {

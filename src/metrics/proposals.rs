@@ -14,7 +14,6 @@ use std::time::Instant;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Opts};
 
 use super::{counter, gauge, histogram, registered};
-use crate::raft::Raft;
 
 /// Latency buckets for Raft work, seconds: 0.5 ms to about 8 s.
 pub(super) const LATENCY_BUCKETS: &[f64] = &[
@@ -143,33 +142,25 @@ pub fn observe_read_index_round(reads: usize) {
     PROPOSALS.read_index_batch_size.observe(reads as f64);
 }
 
-/// Samples append → commit and commit → apply latencies from `raft`'s metrics stream, for
-/// as long as it runs.
-pub async fn sample_commit_latencies(raft: Raft) {
-    use openraft::async_runtime::WatchReceiver;
-    let mut watch = raft.metrics();
-    let mut appended = Marks::default();
-    let mut committed = Marks::default();
-    loop {
-        let (last, commit, applied) = {
-            let m = watch.borrow_watched();
-            (
-                m.last_log_index,
-                m.local_committed.as_ref().map(|id| id.index),
-                m.last_applied.as_ref().map(|id| id.index),
-            )
-        };
+/// Samples append → commit and commit → apply latencies from successive states of the
+/// Raft metrics stream.
+#[derive(Default)]
+pub(super) struct CommitLatencies {
+    appended: Marks,
+    committed: Marks,
+}
+
+impl CommitLatencies {
+    /// One state: last log, committed and applied index as this node has them now.
+    pub(super) fn observe(&mut self, last: Option<u64>, commit: Option<u64>, applied: Option<u64>) {
         let now = Instant::now();
-        appended.reached(last, now);
-        committed.reached(commit, now);
-        if let Some(at) = appended.passed(commit) {
+        self.appended.reached(last, now);
+        self.committed.reached(commit, now);
+        if let Some(at) = self.appended.passed(commit) {
             PROPOSALS.append_to_commit.observe((now - at).as_secs_f64());
         }
-        if let Some(at) = committed.passed(applied) {
+        if let Some(at) = self.committed.passed(applied) {
             PROPOSALS.commit_to_apply.observe((now - at).as_secs_f64());
-        }
-        if watch.changed().await.is_err() {
-            return;
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
-use super::{register, unreachable_metric};
+use super::{gauge, histogram, registered};
 use crate::rpc::methods::METHODS;
 
 /// The `method` label of a call that names no method of the API (labels never carry
@@ -24,44 +24,34 @@ struct RpcMetrics {
 }
 
 static RPC: LazyLock<RpcMetrics> = LazyLock::new(|| {
-    let requests = IntCounterVec::new(
-        Opts::new(
-            "licensed_rpc_requests_total",
-            "JSON-RPC calls this node answered, by method and outcome (`ok` or the JSON-RPC error code); notifications included",
+    const REQUESTS: &str = "licensed_rpc_requests_total";
+    const DURATION: &str = "licensed_rpc_request_duration_seconds";
+    let requests = registered(
+        REQUESTS,
+        IntCounterVec::new(
+            Opts::new(REQUESTS, "JSON-RPC calls this node answered, by method and outcome (`ok` or the JSON-RPC error code); notifications included"),
+            &["method", "code"],
         ),
-        &["method", "code"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_rpc_requests_total"));
-    let duration = HistogramVec::new(
-        HistogramOpts::new(
-            "licensed_rpc_request_duration_seconds",
-            "Time this node took to answer one JSON-RPC call, by method (a write includes its replication)",
-        )
-        .buckets(vec![
-            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-        ]),
-        &["method"],
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_rpc_request_duration_seconds"));
-    let in_flight = IntGauge::new(
+    );
+    let duration = registered(
+        DURATION,
+        HistogramVec::new(
+            HistogramOpts::new(DURATION, "Time this node took to answer one JSON-RPC call, by method (a write includes its replication)")
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+                ]),
+            &["method"],
+        ),
+    );
+    let in_flight = gauge(
         "licensed_rpc_requests_in_flight",
         "POST /licenses bodies this node is answering now",
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_rpc_requests_in_flight"));
-    let batch_size = Histogram::with_opts(
-        HistogramOpts::new(
-            "licensed_rpc_batch_size",
-            "Calls per JSON-RPC batch body this node received",
-        )
-        .buckets(vec![
-            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
-        ]),
-    )
-    .unwrap_or_else(|_| unreachable_metric("licensed_rpc_batch_size"));
-    register(&requests);
-    register(&duration);
-    register(&in_flight);
-    register(&batch_size);
+    );
+    let batch_size = histogram(
+        "licensed_rpc_batch_size",
+        "Calls per JSON-RPC batch body this node received",
+        &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+    );
     RpcMetrics {
         requests,
         duration,

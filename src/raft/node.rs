@@ -153,10 +153,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     )
     .await
     .map_err(|e| NodeError::Raft(e.to_string()))?;
-    tokio::spawn(crate::metrics::count_leader_changes(raft.clone()));
-    tokio::spawn(crate::metrics::proposals::sample_commit_latencies(
-        raft.clone(),
-    ));
+    tokio::spawn(crate::metrics::watch_raft(raft.clone()));
     tokio::spawn(hand_over_when_clock_is_off(
         raft.clone(),
         clocks.clone(),
