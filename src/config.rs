@@ -73,7 +73,12 @@ pub struct Config {
     /// Bearer token required by the cluster admin changes (add, remove, transfer-leader) on
     /// the Raft port, and that lets a `/licenses` caller return any borrow without its
     /// return token. Give every node the same one. Unset: the Raft port must be private.
-    #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LICENSED_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub admin_token: Option<String>,
 
     /// Raft address other nodes use to reach this one (default: the bound `--raft-listen`).

@@ -66,10 +66,20 @@ enum Command {
         /// The borrow id returned at borrow time.
         borrow_id: String,
         /// The returnToken handed out with the borrow.
-        #[arg(long, env = "LICENSED_RETURN_TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "LICENSED_RETURN_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         token: Option<String>,
         /// The cluster's admin token: returns any borrow without its return token.
-        #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "LICENSED_ADMIN_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         admin_token: Option<String>,
     },
     /// Check a license string offline: signature, host id and validity window.
@@ -93,7 +103,12 @@ struct ClusterArgs {
     #[arg(long, env = "LICENSED_RAFT_ADDR", default_value = DEFAULT_RAFT_ADDR)]
     node: String,
     /// The cluster's admin token, when it has one.
-    #[arg(long, env = "LICENSED_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LICENSED_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     admin_token: Option<String>,
     #[command(subcommand)]
     command: ClusterCommand,
@@ -603,6 +618,38 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Return tokens are base64url: one in 64 starts with `-`, and must still parse as a value.
+    #[test]
+    fn tokens_that_start_with_a_dash_are_values() {
+        let cli = Cli::try_parse_from([
+            "licensectl",
+            "return",
+            "d4af4122-ccb6-4f58-a0bd-b52c7b6a1f0a",
+            "--token",
+            "-33ykloyH_QESNbq1S0xJeuDtGEfF348VIFOTI-hUw0",
+            "--admin-token",
+            "-admin",
+        ])
+        .unwrap();
+        let Command::Return {
+            token, admin_token, ..
+        } = cli.command
+        else {
+            panic!("not a return: {:?}", cli.command);
+        };
+        assert_eq!(
+            token.as_deref(),
+            Some("-33ykloyH_QESNbq1S0xJeuDtGEfF348VIFOTI-hUw0")
+        );
+        assert_eq!(admin_token.as_deref(), Some("-admin"));
+        let cli = Cli::try_parse_from(["licensectl", "cluster", "--admin-token", "-x", "status"])
+            .unwrap();
+        let Command::Cluster(cluster) = cli.command else {
+            panic!("not a cluster command");
+        };
+        assert_eq!(cluster.admin_token.as_deref(), Some("-x"));
     }
 
     #[test]
