@@ -30,7 +30,7 @@ const BODY_QUOTE_LIMIT: usize = 200;
 /// A JSON-RPC error object as the server sends it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcErrorObject {
-    /// The JSON-RPC code (`-32602`, or 32–37 for refusals; docs/protocol.md §7).
+    /// The JSON-RPC code (`-32602`, or 32–39 for refusals; docs/protocol.md §7).
     pub code: i64,
     /// The fixed message for the code (docs/protocol.md §7).
     pub message: String,
@@ -130,18 +130,32 @@ pub struct BorrowParams {
 }
 
 pub use crate::rpc::objects::{
-    BorrowedInterval, BorrowedLicense, LicenseInfo, PublicKeyInfo, ReturnedBorrow,
+    ApiKeyInfo, BorrowedInterval, BorrowedLicense, CreatedApiKey, LicenseInfo, PublicKeyInfo,
+    ReturnedBorrow,
 };
 
 /// A JSON-RPC client bound to one server. Cheap to share: calls take `&self`, and the
 /// inner HTTP client pools connections.
-#[derive(Debug)]
 pub struct RpcClient {
     base_url: String,
     http: reqwest::Client,
     next_id: AtomicU64,
-    /// Sent as `Authorization: Bearer ...` with every call, when set.
+    /// Sent as `Authorization: Bearer ...` with every call, when set; wins over the key.
     admin_token: Option<String>,
+    /// A client API key (`lk_…`), sent as the bearer token when no admin token is set.
+    api_key: Option<String>,
+}
+
+/// Shows whether credentials are set, never what they are.
+impl fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |value: &Option<String>| if value.is_some() { "set" } else { "none" };
+        f.debug_struct("RpcClient")
+            .field("base_url", &self.base_url)
+            .field("admin_token", &set(&self.admin_token))
+            .field("api_key", &set(&self.api_key))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RpcClient {
@@ -168,13 +182,21 @@ impl RpcClient {
             http,
             next_id: AtomicU64::new(1),
             admin_token: None,
+            api_key: None,
         })
     }
 
     /// The same client, sending the admin token with every call (an administrator may
-    /// return any borrow).
+    /// return any borrow and manage API keys). It is sent instead of an API key.
     pub fn with_admin_token(mut self, token: Option<String>) -> RpcClient {
         self.admin_token = token;
+        self
+    }
+
+    /// The same client, sending a client API key (`lk_…`) with every call: what a server
+    /// started with `--require-api-keys` asks for.
+    pub fn with_api_key(mut self, key: Option<String>) -> RpcClient {
+        self.api_key = key;
         self
     }
 
@@ -215,8 +237,8 @@ impl RpcClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
         let mut post = self.http.post(&url).json(&request);
-        if let Some(token) = &self.admin_token {
-            post = post.bearer_auth(token);
+        if let Some(bearer) = self.admin_token.as_ref().or(self.api_key.as_ref()) {
+            post = post.bearer_auth(bearer);
         }
         let response = post.send().await.map_err(|error| RpcCallError::Transport {
             url: url.clone(),
@@ -270,6 +292,32 @@ impl RpcClient {
             params["returnToken"] = json!(token);
         }
         self.call("ReturnLicenseV1", params).await
+    }
+
+    /// `CreateApiKeyV1` (extension; admin token or admin key): the new key, its text
+    /// shown this once.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        scope: &str,
+        features: Option<&[String]>,
+    ) -> Result<CreatedApiKey, RpcCallError> {
+        let mut params = json!({ "name": name, "scope": scope });
+        if let Some(features) = features {
+            params["features"] = json!(features);
+        }
+        self.call_as("CreateApiKeyV1", params).await
+    }
+
+    /// `ListApiKeysV1` (extension; admin token or admin key).
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, RpcCallError> {
+        self.call_as("ListApiKeysV1", json!([])).await
+    }
+
+    /// `RevokeApiKeyV1` (extension; admin token or admin key): the key as it now stands.
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<ApiKeyInfo, RpcCallError> {
+        self.call_as("RevokeApiKeyV1", json!({ "keyId": key_id }))
+            .await
     }
 
     /// `GET /public-key`, as raw JSON.
@@ -589,6 +637,18 @@ mod tests {
             params_value(&params),
             json!({"feature": "MVTec_HALCON", "uuid": "u", "hostId": "MAC:2C549188C9E3", "validUntil": "2025-12-01"})
         );
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let client = RpcClient::new("127.0.0.1:1")
+            .unwrap()
+            .with_admin_token(Some("admin-secret".into()))
+            .with_api_key(Some("lk_0123456789abcdef_secret".into()));
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("admin-secret"), "{shown}");
+        assert!(!shown.contains("lk_"), "{shown}");
+        assert!(shown.contains("api_key: \"set\""), "{shown}");
     }
 
     #[test]

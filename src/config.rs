@@ -81,6 +81,88 @@ pub struct Config {
     )]
     pub admin_token: Option<String>,
 
+    /// PEM certificate chain for the client port: with `--tls-key`, clients speak HTTPS
+    /// (HTTP/1.1 and HTTP/2). Re-read when the file changes, without a restart.
+    #[arg(long, env = "LICENSED_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (re-read with it).
+    #[arg(long, env = "LICENSED_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): clients must present a certificate signed by one of them.
+    #[arg(long, env = "LICENSED_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// PEM certificate of this node on the peer port, signed by `--peer-tls-ca`: peers
+    /// talk mutual TLS and prove membership with their certificates.
+    #[arg(long, env = "LICENSED_PEER_TLS_CERT", requires_all = ["peer_tls_key", "peer_tls_ca"])]
+    pub peer_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--peer-tls-cert`.
+    #[arg(long, env = "LICENSED_PEER_TLS_KEY", requires = "peer_tls_cert")]
+    pub peer_tls_key: Option<PathBuf>,
+
+    /// PEM certificate of the cluster CA that signs every node's peer certificate.
+    #[arg(long, env = "LICENSED_PEER_TLS_CA", requires = "peer_tls_cert")]
+    pub peer_tls_ca: Option<PathBuf>,
+
+    /// File holding the cluster secret (at least 16 bytes, the same on every node): without
+    /// peer certificates, every peer request carries an HMAC made with it.
+    #[arg(
+        long,
+        env = "LICENSED_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// The cluster secret itself (prefer `--cluster-secret-file`: a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "LICENSED_CLUSTER_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub cluster_secret: Option<String>,
+
+    /// Let a multi-node cluster run without peer certificates or a cluster secret: anyone
+    /// who reaches the peer port can then act as a node. For a trial on one machine only.
+    #[arg(long, env = "LICENSED_INSECURE_PEERS")]
+    pub insecure_peers: bool,
+
+    /// Connections served at once per port; more get HTTP 503 and are closed.
+    #[arg(long, env = "LICENSED_MAX_CONNECTIONS", default_value_t = crate::transport::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Client requests answered at once; more get HTTP 503 with `Retry-After`.
+    #[arg(long, env = "LICENSED_MAX_CONCURRENT_REQUESTS", default_value_t = crate::transport::limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+
+    /// Concurrent requests (HTTP/2 streams) on one connection; HTTP/1.1 runs one at a time.
+    #[arg(long, env = "LICENSED_MAX_STREAMS_PER_CONNECTION", default_value_t = crate::transport::serve::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+    pub max_streams_per_connection: u32,
+
+    /// Time a client gets to finish the TLS handshake and to send a request's headers;
+    /// then the connection is closed (slow clients hold nothing longer).
+    #[arg(long, env = "LICENSED_HEADER_READ_TIMEOUT_MS", default_value_t = crate::transport::serve::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a client gets to send a request's body.
+    #[arg(long, env = "LICENSED_BODY_READ_TIMEOUT_MS", default_value_t = crate::transport::limits::DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64)]
+    pub body_read_timeout_ms: u64,
+
+    /// Deadline for a whole client request, a batch included.
+    #[arg(long, env = "LICENSED_REQUEST_DEADLINE_MS", default_value_t = crate::transport::limits::DEFAULT_REQUEST_DEADLINE.as_millis() as u64)]
+    pub request_deadline_ms: u64,
+
+    /// Deepest nesting of arrays and objects in a request.
+    #[arg(long, env = "LICENSED_MAX_JSON_DEPTH", default_value_t = crate::transport::json_shape::DEFAULT_MAX_DEPTH)]
+    pub max_json_depth: usize,
+
+    /// Longest string in a request, in bytes.
+    #[arg(long, env = "LICENSED_MAX_STRING_BYTES", default_value_t = crate::transport::json_shape::DEFAULT_MAX_STRING_BYTES)]
+    pub max_string_bytes: usize,
+
     /// Raft address other nodes use to reach this one (default: the bound `--raft-listen`).
     #[arg(long, env = "LICENSED_ADVERTISE_RAFT")]
     pub advertise_raft: Option<String>,
@@ -138,6 +220,12 @@ pub struct Config {
     /// Log format: `text` or `json`.
     #[arg(long, env = "LICENSED_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Refuse `/licenses` calls that carry no valid API key (`Authorization: Bearer
+    /// lk_…`) or the admin token. Without it, calls without a key work as in the Borrow API
+    /// (MVTec's clients send none); a key that is sent must be valid either way.
+    #[arg(long, env = "LICENSED_REQUIRE_API_KEYS")]
+    pub require_api_keys: bool,
 }
 
 /// Parses a listen address as users type it: `:PORT` (every interface), `HOST:PORT`,

@@ -16,6 +16,7 @@
 //! - [`rpc`]: JSON-RPC 2.0 envelope, methods, params, result objects, error codes.
 //! - `server`: the axum router for clients; `metrics`: Prometheus;
 //!   [`telemetry`]: logging and signals.
+//! - [`transport`]: the accept loop, TLS, limits, and the peer port's credentials.
 //! - [`config`]: flags and environment.
 //! - `broken` (chaos builds only): deliberately broken modes, `LICENSED_BROKEN`.
 //! - [`client`]: the Borrow API client used by `licensectl`, the load generator, tests and
@@ -37,8 +38,16 @@ mod run;
 mod server;
 pub mod state;
 pub mod telemetry;
+pub mod transport;
 
 pub use run::{run, Listeners, RunError};
+
+/// Internals the fuzz targets (`fuzz/`) drive directly. Not an API: no stability promise.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::raft::codec::{decode, decode_prefix, encode, CodecError};
+    pub use crate::raft::node::{start as start_node, Node, NodeOptions};
+}
 
 /// The Borrow API's default port.
 pub const DEFAULT_PORT: u16 = 22022;

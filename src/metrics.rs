@@ -8,6 +8,7 @@
 //! - [`proposals`]: proposals, forwarded writes, read-index rounds, commit latencies.
 //! - [`peers`]: Raft RPCs by peer, replication lag, clock offsets.
 //! - [`storage`]: WAL sync and snapshot latencies, data directory size.
+//! - [`transport`]: open connections, requests refused by limits or peer checks.
 //! - here: Raft state read from the node before each scrape, and the standard
 //!   `process_*` series (CPU, memory, file descriptors).
 
@@ -16,6 +17,7 @@ pub mod peers;
 pub mod proposals;
 pub mod rpc;
 pub mod storage;
+pub mod transport;
 
 use std::sync::LazyLock;
 

@@ -23,6 +23,7 @@ use crate::raft::node::{self, NodeError, NodeOptions};
 use crate::raft::routes::PeerRoutes;
 use crate::raft::{clock, identity, peer_api, NodeAddr};
 use crate::server::{self, ApiState};
+use crate::transport::{serve, setup};
 
 /// Why a node could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub enum RunError {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(io::Error),
+    /// TLS, peer credentials or limits could not be set up.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::setup::SetupError),
     /// Chaos builds only: `LICENSED_BROKEN` names no known broken mode.
     #[cfg(feature = "failpoints")]
     #[error(transparent)]
@@ -151,6 +155,9 @@ pub async fn run(
     let routes = PeerRoutes::parse(&config.peer_routes).map_err(RunError::PeerRoute)?;
     let pool = config.pool.as_deref().map(read_pool).transpose()?;
     let signer = config.signing_key.as_deref().map(read_signer).transpose()?;
+    let api_tls = setup::client_tls(&config)?;
+    let peer = setup::peer_transport(&config)?;
+    let connection_limits = setup::connection_limits(&config);
 
     let node = node::start(&NodeOptions {
         id: config.node_id,
@@ -160,6 +167,7 @@ pub async fn run(
         snapshot_every: config.snapshot_every,
         routes,
         max_clock_offset: Duration::from_millis(config.max_clock_offset_ms),
+        dialer: peer.dialer.clone(),
     })
     .await?;
     let request_timeout = Duration::from_millis(config.request_timeout_ms);
@@ -175,15 +183,31 @@ pub async fn run(
         .layer(axum::middleware::from_fn_with_state(
             node.clocks.clone(),
             clock::exchange,
+        ))
+        // Outermost: nothing of a request from outside the cluster is looked at.
+        .layer(axum::middleware::from_fn_with_state(
+            peer.gate.clone(),
+            crate::transport::peer::gate,
         ));
-    let raft_server = axum::serve(listeners.raft, peer_routes);
-    let raft_task = tokio::spawn(async move { raft_server.await });
+    let raft_server = serve::serve(
+        serve::Port {
+            name: "peer",
+            listener: listeners.raft,
+            tls: peer.tls,
+            limits: connection_limits.clone(),
+            router: peer_routes,
+        },
+        std::future::pending(),
+    );
+    let raft_task = tokio::spawn(raft_server);
 
     let app = Arc::new(App::new(node.clone(), request_timeout)?);
     let api = server::router(ApiState {
         app: app.clone(),
         max_body_bytes: config.max_body_bytes,
+        shape: setup::json_shape(&config),
         admin_token: config.admin_token.as_deref().map(Arc::from),
+        require_api_keys: config.require_api_keys,
     });
     tracing::info!(api = %addr.api_addr, raft = %addr.raft_addr, "serving; ready once the cluster has a leader and a ledger");
     let startup = tokio::spawn(become_ready(Startup {
@@ -196,11 +220,24 @@ pub async fn run(
         pool_given: config.pool.is_some(),
         signer,
         retention_secs: config.retention,
+        api_tls: api_tls.is_some(),
     }));
 
-    let served = axum::serve(listeners.api, api)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        setup::request_limits(&config),
+        crate::transport::limits::guard,
+    ));
+    let served = serve::serve(
+        serve::Port {
+            name: "api",
+            listener: listeners.api,
+            tls: api_tls,
+            limits: connection_limits,
+            router: api,
+        },
+        shutdown,
+    )
+    .await;
     tracing::info!("shutting down");
     startup.abort();
     admin::step_down(&node.raft).await;

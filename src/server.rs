@@ -19,6 +19,7 @@ use crate::rpc::envelope::{error_response, handle_body};
 use crate::rpc::error::{RpcError, INVALID_REQUEST};
 use crate::rpc::methods::Caller;
 use crate::rpc::objects::PublicKeyInfo;
+use crate::transport::json_shape::JsonShape;
 
 /// Shared state of the client router.
 #[derive(Clone)]
@@ -27,23 +28,55 @@ pub struct ApiState {
     pub app: Arc<App>,
     /// Largest accepted `/licenses` body.
     pub max_body_bytes: usize,
+    /// Bounds on a body's JSON nesting and string lengths.
+    pub shape: JsonShape,
     /// The admin token (`--admin-token`): a `/licenses` call that carries it as
     /// `Authorization: Bearer ...` may return any borrow.
     pub admin_token: Option<Arc<str>>,
+    /// `--require-api-keys`: `/licenses` calls without a valid API key (or the admin
+    /// token) are refused.
+    pub require_api_keys: bool,
 }
 
 impl ApiState {
-    /// Who is calling: an administrator when the admin token is configured and given.
+    /// Who is calling, from `Authorization: Bearer <token>` (the scheme in any case): the
+    /// admin token when it is configured and matches, an API key when the token starts
+    /// with `lk_`. The key is checked later, per call; nothing here logs the token.
     fn caller(&self, headers: &HeaderMap) -> Caller {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let admin = match (&self.admin_token, given) {
-            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.as_bytes()),
-            _ => false,
+        use crate::app::Credential;
+        use crate::state::ApiKeyText;
+        // RFC 6750: `Bearer <token>`, the scheme name in any case.
+        let bearer_token = |value: &str| -> Option<String> {
+            let (scheme, token) = value.split_once(' ')?;
+            let token = token.trim();
+            (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
         };
-        Caller { admin }
+        let credential = match headers.get(header::AUTHORIZATION) {
+            None => Credential::None,
+            Some(value) => match value.to_str().ok().and_then(bearer_token) {
+                None => Credential::Unrecognized,
+                Some(given) => {
+                    let admin = self
+                        .admin_token
+                        .as_ref()
+                        .is_some_and(|token| constant_time_eq(token.as_bytes(), given.as_bytes()));
+                    if admin {
+                        Credential::AdminToken
+                    } else if ApiKeyText::looks_like_key(&given) {
+                        match ApiKeyText::parse(&given) {
+                            Ok(key) => Credential::ApiKey(key),
+                            Err(error) => Credential::MalformedKey(error),
+                        }
+                    } else {
+                        Credential::Unrecognized
+                    }
+                }
+            },
+        };
+        Caller {
+            credential,
+            keys_required: self.require_api_keys,
+        }
     }
 }
 
@@ -72,10 +105,20 @@ async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body)
     let mut too_large = false;
     let mut drained = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        let Ok(chunk) = chunk else {
-            metrics::rpc::observe_call(metrics::rpc::INVALID_REQUEST, Some(INVALID_REQUEST), 0.0);
-            let error = RpcError::new(INVALID_REQUEST, "the request body could not be read");
-            return json_response(error_response(serde_json::Value::Null, &error));
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                metrics::rpc::observe_call(
+                    metrics::rpc::INVALID_REQUEST,
+                    Some(INVALID_REQUEST),
+                    0.0,
+                );
+                let error = RpcError::new(
+                    INVALID_REQUEST,
+                    format!("the request body could not be read: {e}"),
+                );
+                return json_response(error_response(serde_json::Value::Null, &error));
+            }
         };
         if too_large {
             drained += chunk.len();
@@ -97,6 +140,13 @@ async fn licenses(State(state): State<ApiState>, headers: HeaderMap, body: Body)
     } else {
         Ok(Bytes::from(buffer))
     };
+    let collected = collected.and_then(|bytes| match state.shape.check(&bytes) {
+        Ok(()) => Ok(bytes),
+        Err(e) => {
+            metrics::transport::refused("shape");
+            Err(e.to_string())
+        }
+    });
     let bytes: Bytes = match collected {
         Ok(bytes) => bytes,
         Err(reason) => {

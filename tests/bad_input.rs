@@ -168,39 +168,42 @@ async fn bodies_over_one_mib_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn deeply_nested_json_is_a_parse_error() {
+async fn deeply_nested_json_is_refused_before_parsing() {
     let mut s = Survivor::start().await;
     let depth = 100_000;
     let open = "[".repeat(depth);
-    s.expect_error(open.clone(), -32700, "100 000 [").await;
+    // Deeper than --max-json-depth (32): -32600 naming the flag, before any parsing.
+    let reason = s.expect_error(open.clone(), -32600, "100 000 [").await;
+    assert!(reason.contains("--max-json-depth"), "{reason}");
     s.expect_error(
         format!("{open}{}", "]".repeat(depth)),
-        -32700,
+        -32600,
         "100 000 [ ]",
     )
     .await;
-    s.expect_error("{\"a\":".repeat(depth), -32700, "100 000 {\"a\":")
+    s.expect_error("{\"a\":".repeat(depth), -32600, "100 000 {\"a\":")
         .await;
     let nested_params = format!(
         "{{\"jsonrpc\":\"2.0\",\"method\":\"ListLicensesV1\",\"id\":1,\"params\":{{\"x\":{}{}}}}}",
         open,
         "]".repeat(depth)
     );
-    s.expect_error(nested_params, -32700, "deep params").await;
+    s.expect_error(nested_params, -32600, "deep params").await;
     // Moderate nesting parses, and a nested value where a string belongs is -32602.
-    let nested = format!("{}\"x\"{}", "[".repeat(100), "]".repeat(100));
+    let nested = format!("{}\"x\"{}", "[".repeat(20), "]".repeat(20));
     let request = format!(
         "{{\"jsonrpc\":\"2.0\",\"method\":\"BorrowLicenseV1\",\"id\":1,\"params\":{{\"feature\":\"MVTec_HALCON\",\"uuid\":\"halcon-3\",\"hostId\":\"{SEED_MAC}\",\"validUntil\":null,\"userInfo\":{nested}}}}}"
     );
-    s.expect_error(request, -32602, "100-deep userInfo").await;
+    s.expect_error(request, -32602, "20-deep userInfo").await;
     s.assert_unharmed().await;
 }
 
 #[tokio::test]
 async fn huge_strings_get_short_clear_errors() {
     let mut s = Survivor::start().await;
-    let big = "A".repeat(500 * 1024);
-    let wide = format!("MAC:{}", "é".repeat(250 * 1024));
+    // Just under --max-string-bytes (64 KiB): each field answers with its own code.
+    let big = "A".repeat(60 * 1024);
+    let wide = format!("MAC:{}", "é".repeat(30 * 1024));
     let t = now();
     let good = params(
         "halcon-3",
@@ -247,6 +250,10 @@ async fn huge_strings_get_short_clear_errors() {
         // The answer does not echo half a megabyte back.
         assert!(text.len() < 4096, "{what}: answer of {} bytes", text.len());
     }
+    // Beyond --max-string-bytes: refused before parsing, the flag named.
+    let huge = with("userInfo", &"A".repeat(100 * 1024));
+    let text = s.expect_error(huge, -32600, "a 100 KiB string").await;
+    assert!(text.contains("--max-string-bytes"), "{text:.300}");
     // Nothing was borrowed on halcon-3.
     let listing = s.server.result("ListLicensesV1", json!([])).await;
     let halcon = listing

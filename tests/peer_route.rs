@@ -73,7 +73,12 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
         raft_addr: cluster.nodes[leader].raft_addr().to_string(),
         api_addr: cluster.nodes[leader].api_addr().to_string(),
     };
-    let peers = ClusterClient::new(PeerRoutes::default()).expect("client");
+    // The cluster's own secret: forwarding is for peers only.
+    let dialer = licensed::transport::peer::PeerDialer::new(
+        None,
+        licensed::transport::peer::ClusterSecret::new(licensed_testkit::TEST_CLUSTER_SECRET).ok(),
+    );
+    let peers = ClusterClient::new(PeerRoutes::default(), &dialer).expect("client");
     let started = Instant::now();
     let answer = peers
         .forward_batch(

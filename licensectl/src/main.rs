@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use licensed::borrow::document::{self, LicenseDocument, PublicKey};
 use licensed::borrow::time::{self, DateRole};
 use licensed::client::{
-    decode_result, BorrowParams, BorrowedLicense, LicenseInfo, PublicKeyInfo, RpcCallError,
-    RpcClient, DEFAULT_SERVER,
+    decode_result, ApiKeyInfo, BorrowParams, BorrowedLicense, LicenseInfo, PublicKeyInfo,
+    RpcCallError, RpcClient, DEFAULT_SERVER,
 };
 use licensed::cluster::admin::{AdminClient, AdminError};
 use licensed::config::DEFAULT_RAFT_LISTEN as DEFAULT_RAFT_ADDR;
@@ -42,6 +42,20 @@ struct Cli {
     /// Print raw JSON results (for scripts) instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Client API key (lk_…), sent as `Authorization: Bearer` with every call: what a
+    /// server started with --require-api-keys asks for.
+    #[arg(
+        long,
+        global = true,
+        env = "LICENSED_API_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    api_key: Option<String>,
+    /// PEM CA certificate to trust for `https://` servers and TLS peer ports (a private CA,
+    /// e.g. from deploy/tls/make-certs.sh).
+    #[arg(long, global = true, env = "LICENSED_CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,6 +106,8 @@ enum Command {
     },
     /// Cluster administration through a node's Raft port.
     Cluster(ClusterArgs),
+    /// Client API keys: create, list, revoke (needs the admin token or an admin key).
+    Keys(KeysArgs),
     /// Load generator: concurrent clients over keep-alive HTTP, closed or open loop,
     /// latency percentiles and errors by code (see BENCHMARKS.md).
     Bench(Box<licensed_loadgen::BenchArgs>),
@@ -137,6 +153,43 @@ enum ClusterCommand {
     TransferLeader {
         /// The node that should lead.
         id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct KeysArgs {
+    /// The cluster's admin token; without it, --api-key must be an admin key.
+    #[arg(
+        long,
+        env = "LICENSED_ADMIN_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    admin_token: Option<String>,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its text is printed this once (the server keeps only a hash).
+    Create {
+        /// What the key is for, e.g. the team or machine that uses it.
+        #[arg(long)]
+        name: String,
+        /// read (list, get), borrow (read, borrow, return with the token) or admin.
+        #[arg(long, value_parser = ["read", "borrow", "admin"])]
+        scope: String,
+        /// Limit the key to this feature (repeatable); every feature when not given.
+        #[arg(long = "feature")]
+        features: Vec<String>,
+    },
+    /// List every key: id, name, scope, features, created and revoked times.
+    List,
+    /// Revoke a key: no node accepts it any more.
+    Revoke {
+        /// The key's id (16 hex digits, the part after lk_).
+        key_id: String,
     },
 }
 
@@ -231,7 +284,21 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let client = RpcClient::new(&cli.server)?;
+    let client = match &cli.ca {
+        None => RpcClient::new(&cli.server)?,
+        Some(ca) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+            let root = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+            let http = reqwest::Client::builder()
+                .add_root_certificate(root)
+                .build()
+                .context("cannot build the HTTPS client")?;
+            RpcClient::with_http_client(&cli.server, http)?
+        }
+    }
+    .with_api_key(cli.api_key);
     match cli.command {
         Command::List => {
             let result = client.call("ListLicensesV1", json!([])).await?;
@@ -286,7 +353,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Verify(args) => return verify(&client, args, cli.json).await,
         Command::PublicKey { out } => public_key(&client, out.as_deref(), cli.json).await?,
-        Command::Cluster(args) => return cluster(args, cli.json).await,
+        Command::Cluster(args) => return cluster(args, cli.ca.as_deref(), cli.json).await,
+        Command::Keys(args) => {
+            let client = client.with_admin_token(args.admin_token);
+            keys(&client, args.command, cli.json).await?;
+        }
         Command::Bench(args) => {
             let json = cli.json || args.json;
             let report = licensed_loadgen::run_bench(*args).await?;
@@ -301,8 +372,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
 }
 
 /// `licensectl cluster ...`.
-async fn cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, Failure> {
-    let admin = AdminClient::new(&args.node, args.admin_token).map_err(admin_failure)?;
+async fn cluster(args: ClusterArgs, ca: Option<&Path>, json: bool) -> Result<ExitCode, Failure> {
+    let mut admin = AdminClient::new(&args.node, args.admin_token).map_err(admin_failure)?;
+    if let Some(ca) = ca {
+        // A peer port with mutual TLS: trust the cluster CA, present no certificate (the
+        // admin token authorizes the changes).
+        let roots = licensed::transport::tls::load_roots(ca).context("--ca")?;
+        let tls = licensed::transport::tls::client_config(roots, None).context("--ca")?;
+        let dialer = licensed::transport::peer::PeerDialer::new(Some(tls), None);
+        admin = admin.with_dialer(&dialer).map_err(admin_failure)?;
+    }
     let outcome = match args.command {
         ClusterCommand::Status => {
             let status = admin.status().await.map_err(admin_failure)?;
@@ -324,6 +403,83 @@ async fn cluster(args: ClusterArgs, json: bool) -> Result<ExitCode, Failure> {
         println!("{message}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `licensectl keys ...`.
+async fn keys(client: &RpcClient, command: KeysCommand, json: bool) -> Result<(), Failure> {
+    match command {
+        KeysCommand::Create {
+            name,
+            scope,
+            features,
+        } => {
+            let features = (!features.is_empty()).then_some(features);
+            let created = client
+                .create_api_key(&name, &scope, features.as_deref())
+                .await?;
+            if json {
+                print_json(&serde_json::to_value(&created).context("encoding the key")?);
+                return Ok(());
+            }
+            let features = created
+                .features
+                .as_ref()
+                .map_or_else(|| "all".to_string(), |f| f.join(","));
+            print!(
+                "{}",
+                pairs(&[
+                    ("keyId", &created.key_id),
+                    ("name", &created.name),
+                    ("scope", created.scope.as_str()),
+                    ("features", &features),
+                    ("createdAt", &created.created_at),
+                    ("key", &created.key),
+                ])
+            );
+            eprintln!("Store the key now: it is not shown again.");
+        }
+        KeysCommand::List => {
+            let keys = client.list_api_keys().await?;
+            if json {
+                print_json(&serde_json::to_value(&keys).context("encoding the keys")?);
+            } else {
+                print!("{}", render_keys(&keys));
+            }
+        }
+        KeysCommand::Revoke { key_id } => {
+            let key = client.revoke_api_key(&key_id).await?;
+            if json {
+                print_json(&serde_json::to_value(&key).context("encoding the key")?);
+            } else {
+                print!("{}", render_keys(std::slice::from_ref(&key)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key table: one line per key.
+fn render_keys(keys: &[ApiKeyInfo]) -> String {
+    if keys.is_empty() {
+        return "no API keys\n".to_string();
+    }
+    let mut rows: Vec<Vec<String>> = vec!["KEY-ID NAME SCOPE FEATURES CREATED REVOKED"
+        .split(' ')
+        .map(str::to_string)
+        .collect()];
+    for key in keys {
+        rows.push(vec![
+            key.key_id.clone(),
+            key.name.clone(),
+            key.scope.to_string(),
+            key.features
+                .as_ref()
+                .map_or_else(|| "all".to_string(), |f| f.join(",")),
+            key.created_at.clone(),
+            key.revoked_at.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    align(&rows, "")
 }
 
 /// A refused change exits 1, an unreachable node 2, like the client commands.
@@ -705,6 +861,79 @@ MVTec_HDevelop  118cf2e7b3d20001  26.05    Progress  fc123bdomit  2      -      
 ";
         assert_eq!(table, expected);
         assert_eq!(render_licenses(&[]), "no licenses\n");
+    }
+
+    #[test]
+    fn the_api_key_is_global_and_keys_take_the_admin_token() {
+        let cli =
+            Cli::try_parse_from(["licensectl", "list", "--api-key", "lk_0123456789abcdef_-x"])
+                .unwrap();
+        assert_eq!(cli.api_key.as_deref(), Some("lk_0123456789abcdef_-x"));
+        let cli = Cli::try_parse_from([
+            "licensectl",
+            "keys",
+            "--admin-token",
+            "-t",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "borrow",
+            "--feature",
+            "MVTec_HALCON",
+            "--feature",
+            "MVTec_HDevelop",
+        ])
+        .unwrap();
+        let Command::Keys(KeysArgs {
+            admin_token,
+            command: KeysCommand::Create {
+                scope, features, ..
+            },
+        }) = cli.command
+        else {
+            panic!("not keys create: {:?}", cli.command);
+        };
+        assert_eq!(admin_token.as_deref(), Some("-t"));
+        assert_eq!(scope, "borrow");
+        assert_eq!(features, ["MVTec_HALCON", "MVTec_HDevelop"]);
+        assert!(Cli::try_parse_from([
+            "licensectl",
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "write"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn keys_render_as_a_table_without_secrets() {
+        let key = |id: &str, features: Option<Vec<String>>, revoked: Option<&str>| ApiKeyInfo {
+            key_id: id.into(),
+            name: "build farm".into(),
+            scope: licensed::state::Scope::Borrow,
+            features,
+            created_at: "2026-12-01T08:00:00Z".into(),
+            revoked_at: revoked.map(str::to_string),
+        };
+        let table = render_keys(&[
+            key("0123456789abcdef", None, None),
+            key(
+                "fedcba9876543210",
+                Some(vec!["MVTec_HALCON".into()]),
+                Some("2026-12-02T08:00:00Z"),
+            ),
+        ]);
+        let expected = "\
+KEY-ID            NAME        SCOPE   FEATURES      CREATED               REVOKED
+0123456789abcdef  build farm  borrow  all           2026-12-01T08:00:00Z  -
+fedcba9876543210  build farm  borrow  MVTec_HALCON  2026-12-01T08:00:00Z  2026-12-02T08:00:00Z
+";
+        assert_eq!(table, expected);
+        assert_eq!(render_keys(&[]), "no API keys\n");
     }
 
     #[test]

@@ -191,3 +191,72 @@ async fn licensectl_cluster_shows_status_and_changes_need_the_admin_token() {
     let (code, unreachable) = licensectl_cluster(&dead, None, &["status"]);
     assert_eq!(code, 2, "{unreachable}");
 }
+
+/// Runs `licensectl --server URL ARGS...` with `env` (and no `LICENSED_*` from the test's
+/// own environment); returns (exit code, stdout, stderr).
+async fn licensectl_at(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_licensectl"));
+    command.arg("--server").arg(url).args(args);
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LICENSED_")) {
+        command.env_remove(key);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().await.expect("run licensectl");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn licensectl_manages_keys_and_calls_with_one() {
+    const ADMIN: &str = "cli-admin-token";
+    let server =
+        Server::start_with(SAMPLE_POOL, &["--admin-token", ADMIN, "--require-api-keys"]).await;
+    let url = server.url.as_str();
+
+    // Without a key the server refuses: exit 1 with the code.
+    let (code, _, stderr) = licensectl_at(url, &[], &["list"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.starts_with("error 38: Unauthorized ("), "{stderr}");
+    // Key management needs the admin token.
+    let create = [
+        "--json", "keys", "create", "--name", "ci", "--scope", "borrow",
+    ];
+    let (code, _, stderr) = licensectl_at(url, &[], &create).await;
+    assert_eq!(code, 1, "{stderr}");
+
+    let (code, stdout, stderr) =
+        licensectl_at(url, &[("LICENSED_ADMIN_TOKEN", ADMIN)], &create).await;
+    assert_eq!(code, 0, "{stderr}");
+    let created: Value = serde_json::from_str(&stdout).expect("JSON");
+    let key = created["key"].as_str().expect("key").to_string();
+    let key_id = created["keyId"].as_str().expect("keyId").to_string();
+
+    // The key as --api-key and as LICENSED_API_KEY.
+    let (code, stdout, stderr) = licensectl_at(url, &[], &["--api-key", &key, "list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("MVTec_HDevelop"), "{stdout}");
+    let (code, _, stderr) = licensectl_at(url, &[("LICENSED_API_KEY", &key)], &["list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    // The table lists it without its secret; a revoked key is refused.
+    let admin = [("LICENSED_ADMIN_TOKEN", ADMIN)];
+    let (code, stdout, stderr) = licensectl_at(url, &admin, &["keys", "list"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&key_id) && stdout.contains("ci"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&key[20..]), "{stdout}");
+    let (code, stdout, stderr) = licensectl_at(url, &admin, &["keys", "revoke", &key_id]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&key_id), "{stdout}");
+    let (code, _, stderr) = licensectl_at(url, &[], &["--api-key", &key, "list"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error 38") && stderr.contains("revoked"),
+        "{stderr}"
+    );
+}

@@ -4,8 +4,10 @@
 
 use std::sync::{Arc, PoisonError};
 
+use super::auth::Principal;
 use super::{App, AppError, LicenseListing};
 use crate::borrow::time::UnixSeconds;
+use crate::state::api_keys::Access;
 
 /// A rendered listing and what it shows: the ledger at `version`, at instants from
 /// `rendered_at` until `fresh_until` (exclusive), when its first borrow ends.
@@ -29,15 +31,35 @@ impl App {
     /// differ: the ledger changed, or a listed borrow ended.
     /// A busy pool is listed far more often than it changes; this answers those lists
     /// without walking and rendering every borrow each time.
+    ///
+    /// A key limited to features lists the licenses of those features only (rendered for
+    /// it, not cached).
     pub async fn licenses_rendered(
         &self,
+        principal: &Principal,
         render: fn(Vec<LicenseListing>) -> Result<String, String>,
     ) -> Result<Arc<str>, AppError> {
+        let listing = Access::LIST_LICENSES;
+        principal.check(listing)?;
         let read = self.linearize().await?;
         let (ledger, version) = self.node.ledger.read_versioned();
+        App::recheck(&ledger, principal, listing)?;
         // The read point's time, never before what the ledger already applied: the same
         // on every node for the same read, whatever the answering node's clock says.
         let now = read.now.max(ledger.clock());
+        if !principal.sees_all_features() {
+            let listings: Vec<LicenseListing> = ledger
+                .licenses(now)
+                .into_iter()
+                .filter(|view| principal.sees_feature(&view.license.key.feature))
+                .map(|view| LicenseListing {
+                    license: view.license.clone(),
+                    borrows: view.borrows.into_iter().cloned().collect(),
+                })
+                .collect();
+            drop(ledger);
+            return Ok(render(listings).map_err(AppError::Internal)?.into());
+        }
         {
             let cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(cached) = cached.as_ref().filter(|c| c.shows(version, now)) {

@@ -6,7 +6,11 @@
 //! - `listing`: the rendered `ListLicensesV1` answer, reused while it holds.
 //! - `signing` and `signed_cache`: license strings and return tokens.
 //! - `retry`: the one retry loop both writes and reads use.
+//! - `auth`: who is calling (admin token, API key, nobody) and what they may do.
+//! - `keys`: creating, listing and revoking API keys.
 
+mod auth;
+mod keys;
 mod listing;
 mod reads;
 mod retry;
@@ -27,9 +31,12 @@ use crate::cluster::batcher::Batcher;
 use crate::cluster::forward::{ClusterClient, ClusterError, Proposal, ReadPoint};
 use crate::raft::node::Node;
 use crate::raft::NodeId;
-use crate::state::{Bootstrap, BorrowRecord, Outcome};
+use crate::state::api_keys::Access;
+use crate::state::{ApiKeyError, Bootstrap, BorrowRecord, KeyRefusal, Outcome};
 use signed_cache::{SignedCache, DEFAULT_CAPACITY};
 
+pub use auth::{Credential, Principal};
+pub use keys::CreatedKey;
 pub use signing::document_for;
 
 /// A borrowed license as the API returns it.
@@ -42,15 +49,6 @@ pub struct IssuedLicense {
     /// The proof a return needs ([`ReturnTokenKey`]): set only in the answer to the
     /// borrow itself, never when a license is served again.
     pub return_token: Option<String>,
-}
-
-/// Who asks for a return, and with what proof.
-#[derive(Debug, Clone, Copy)]
-pub enum ReturnAuthority<'a> {
-    /// The caller presented the admin token: may return any borrow.
-    Admin,
-    /// A client, with the `returnToken` it gave (if any).
-    Borrower(Option<&'a str>),
 }
 
 /// A license with its current and upcoming borrows.
@@ -77,6 +75,16 @@ pub enum AppError {
     /// A return without the borrower's token or the admin token (code 37).
     #[error("{0}")]
     ReturnRefused(String),
+    /// No valid credential where one is needed: no key where keys are required, a
+    /// malformed key, key management without admin authority (code 38).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The call's API key is not valid (code 38) or may not do this (code 39).
+    #[error(transparent)]
+    Key(#[from] KeyRefusal),
+    /// A key change that cannot be made (no such key, too many keys).
+    #[error(transparent)]
+    KeyChange(#[from] ApiKeyError),
     /// The cluster cannot answer safely right now: no leader, no quorum, or too slow.
     /// Retriable.
     #[error("{0}")]
@@ -107,7 +115,7 @@ pub struct App {
 impl App {
     /// Wraps a started node. `request_timeout` bounds every wait on the cluster.
     pub fn new(node: Node, request_timeout: Duration) -> Result<App, AppError> {
-        let peers = ClusterClient::new(node.routes.clone())
+        let peers = ClusterClient::new(node.routes.clone(), &node.dialer)
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let forwards = Batcher::new(writes::forward_batches(peers.clone(), request_timeout));
         let read_index = Batcher::new(reads::read_index_round(
@@ -178,18 +186,22 @@ impl App {
     }
 
     /// Borrows a license: proposes the borrow to the log and waits for its apply.
-    #[tracing::instrument(level = "debug", skip_all, fields(feature = %request.key.feature, uuid = %request.key.uuid))]
-    /// With a `request_id`, a repeated call answers the first call's outcome.
+    #[tracing::instrument(level = "debug", skip_all, fields(feature = %request.key.feature, uuid = %request.key.uuid, api_key = ?principal.key_id()))]
+    /// With a `request_id`, a repeated call answers the first call's outcome. A borrow
+    /// made with an API key is checked again when it is applied (revoked keys borrow
+    /// nothing, on any node).
     pub async fn borrow(
         &self,
+        principal: &Principal,
         request: BorrowRequest,
         request_id: Option<String>,
     ) -> Result<IssuedLicense, AppError> {
-        let proposal = Proposal::Borrow {
+        principal.check(Access::BORROW.on(Some(&request.key.feature)))?;
+        let proposal = principal.propose(Proposal::Borrow {
             borrow_id: Uuid::new_v4(),
             request,
             request_id,
-        };
+        });
         match self.propose(proposal).await? {
             Outcome::Borrow(Ok(record)) => {
                 let mut issued = self.issue(&record)?;
@@ -198,6 +210,7 @@ impl App {
             }
             Outcome::Borrow(Err(refusal)) => Err(AppError::Borrow(refusal)),
             Outcome::RequestIdReused(reason) => Err(AppError::RequestIdReused(reason)),
+            Outcome::KeyRefused(refusal) => Err(AppError::Key(refusal)),
             other => Err(AppError::Internal(format!(
                 "unexpected outcome of a borrow: {other:?}"
             ))),
@@ -205,31 +218,36 @@ impl App {
     }
 
     /// Gives a borrow back early (`ReturnLicenseV1`); returns the borrow as it now stands.
-    /// Only the borrower (its return token) or an administrator may: borrow ids are public.
-    /// A refused return costs no log entry.
+    /// Only the borrower (its `return_token`) or an administrator (the admin token, an
+    /// admin key) may: borrow ids are public. A key limited to features returns only
+    /// borrows of those, checked when the return is applied. A refused return costs no
+    /// log entry, unless only its apply can tell (a key revoked meanwhile, a feature).
     pub async fn give_back(
         &self,
+        principal: &Principal,
         borrow_id: Uuid,
-        authority: ReturnAuthority<'_>,
+        return_token: Option<&str>,
     ) -> Result<BorrowRecord, AppError> {
-        match authority {
-            ReturnAuthority::Admin => {}
-            ReturnAuthority::Borrower(None) => {
+        principal.check(Access::RETURN)?;
+        if !principal.is_admin() {
+            let Some(token) = return_token else {
                 return Err(AppError::ReturnRefused(format!(
-                    "returning borrow {borrow_id} needs its returnToken (handed out in the borrow's answer) or the admin token"
-                )))
-            }
-            ReturnAuthority::Borrower(Some(token)) => {
-                if !self.return_tokens()?.verify(borrow_id, token) {
-                    return Err(AppError::ReturnRefused(format!(
-                        "the returnToken does not belong to borrow {borrow_id}"
-                    )));
-                }
+                    "returning borrow {borrow_id} needs its returnToken (handed out in the borrow's answer) or admin authority (the admin token or an admin API key)"
+                )));
+            };
+            if !self.return_tokens()?.verify(borrow_id, token) {
+                return Err(AppError::ReturnRefused(format!(
+                    "the returnToken does not belong to borrow {borrow_id}"
+                )));
             }
         }
-        match self.propose(Proposal::Return { borrow_id }).await? {
+        match self
+            .propose(principal.propose(Proposal::Return { borrow_id }))
+            .await?
+        {
             Outcome::Returned(Ok(record)) => Ok(*record),
             Outcome::Returned(Err(_)) => Err(AppError::BorrowNotFound(borrow_id)),
+            Outcome::KeyRefused(refusal) => Err(AppError::Key(refusal)),
             other => Err(AppError::Internal(format!(
                 "unexpected outcome of a return: {other:?}"
             ))),
@@ -249,16 +267,26 @@ impl App {
         }
     }
 
-    /// A retained borrow's license, exactly as it was issued.
-    pub async fn borrowed_license(&self, borrow_id: Uuid) -> Result<IssuedLicense, AppError> {
+    /// A retained borrow's license, exactly as it was issued. A key limited to features
+    /// gets borrows of those only (39 for another feature's).
+    pub async fn borrowed_license(
+        &self,
+        principal: &Principal,
+        borrow_id: Uuid,
+    ) -> Result<IssuedLicense, AppError> {
+        let reading = Access::READ_BORROWS;
+        principal.check(reading)?;
         let _ = self.linearize().await?;
-        let record = self
-            .node
-            .ledger
-            .read()
-            .borrow_record(&borrow_id)
-            .cloned()
-            .ok_or(AppError::BorrowNotFound(borrow_id))?;
+        let record = {
+            let ledger = self.node.ledger.read();
+            App::recheck(&ledger, principal, reading)?;
+            let record = ledger
+                .borrow_record(&borrow_id)
+                .cloned()
+                .ok_or(AppError::BorrowNotFound(borrow_id))?;
+            principal.check(reading.on(Some(&record.key.feature)))?;
+            record
+        };
         self.issue(&record)
     }
 

@@ -5,10 +5,16 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 
+use super::check::LATEST_INSTANT;
 use super::host_id::truncate_for_message;
 
 /// Unix seconds, UTC.
 pub type UnixSeconds = i64;
+
+/// 0000-01-01T00:00:00Z. With [`LATEST_INSTANT`], the instants the one output form can
+/// write: RFC 3339 has four-digit years. A date outside is refused on input, so every
+/// date the server accepts it can also write back.
+pub const EARLIEST_INSTANT: UnixSeconds = -62_167_219_200;
 
 /// What a parsed date stands for: a plain date means the start of the day as a
 /// `validFrom` and the last second of the day as a `validUntil`.
@@ -31,7 +37,9 @@ pub struct DateError {
 }
 
 /// Parses an ISO-8601 date-time with `Z` or an offset (fractional seconds allowed and
-/// dropped), or a plain `YYYY-MM-DD` date interpreted by `role`.
+/// dropped), or a plain `YYYY-MM-DD` date interpreted by `role`. Instants outside
+/// [`EARLIEST_INSTANT`]..=[`LATEST_INSTANT`] (years before 0000 or after 9999 in UTC,
+/// which the parser would take with a sign) are refused.
 pub fn parse_instant(
     text: &str,
     role: DateRole,
@@ -41,26 +49,32 @@ pub fn parse_instant(
         field,
         given: truncate_for_message(text),
     };
-    let text = text.trim();
-    if text.len() > 64 {
+    let trimmed = text.trim();
+    if trimmed.len() > 64 {
         return Err(refuse());
     }
+    match parse_forms(trimmed, role) {
+        Some(instant) if (EARLIEST_INSTANT..=LATEST_INSTANT).contains(&instant) => Ok(instant),
+        _ => Err(refuse()),
+    }
+}
+
+/// The instant `text` names in any accepted form, before the range check.
+fn parse_forms(text: &str, role: DateRole) -> Option<UnixSeconds> {
     if let Ok(moment) = DateTime::parse_from_rfc3339(text) {
-        return Ok(moment.timestamp());
+        return Some(moment.timestamp());
     }
     // RFC 3339 insists on a `T`; ISO-8601 also allows a lower-case `t` or a space, which
     // `parse_from_rfc3339` already accepts. Offsets without a colon (`+0200`) are ISO too.
     if let Ok(moment) = DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z") {
-        return Ok(moment.timestamp());
+        return Some(moment.timestamp());
     }
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let time = match role {
-            DateRole::Start => NaiveTime::MIN,
-            DateRole::End => NaiveTime::from_hms_opt(23, 59, 59).ok_or_else(refuse)?,
-        };
-        return Ok(NaiveDateTime::new(date, time).and_utc().timestamp());
-    }
-    Err(refuse())
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let time = match role {
+        DateRole::Start => NaiveTime::MIN,
+        DateRole::End => NaiveTime::from_hms_opt(23, 59, 59)?,
+    };
+    Some(NaiveDateTime::new(date, time).and_utc().timestamp())
 }
 
 /// Formats an instant as RFC 3339 UTC with `Z` and whole seconds: the only output form.
@@ -122,6 +136,39 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Found by the `dates_and_host_ids` fuzz target: a signed or five-digit year parsed,
+    /// and the server then wrote it as `-2025-12-01T00:00:00Z`, which is no RFC 3339 date
+    /// and does not parse back.
+    #[test]
+    fn refuses_years_the_output_form_cannot_write() {
+        for bad in [
+            "-2025-12-01",
+            "+12025-12-01",
+            "-0001-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00+0000",
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+        ] {
+            for role in [DateRole::Start, DateRole::End] {
+                assert!(parse_instant(bad, role, "validFrom").is_err(), "{bad:?}");
+            }
+        }
+        // The edges themselves are dates, and written back as they were given.
+        let parse = |text, role| parse_instant(text, role, "validFrom");
+        assert_eq!(
+            parse("0000-01-01T00:00:00Z", DateRole::Start),
+            Ok(EARLIEST_INSTANT)
+        );
+        assert_eq!(parse("0000-01-01", DateRole::Start), Ok(EARLIEST_INSTANT));
+        assert_eq!(
+            parse("9999-12-31T23:59:59Z", DateRole::End),
+            Ok(LATEST_INSTANT)
+        );
+        assert_eq!(parse("9999-12-31", DateRole::End), Ok(LATEST_INSTANT));
+        assert_eq!(format_instant(EARLIEST_INSTANT), "0000-01-01T00:00:00Z");
+        assert_eq!(format_instant(LATEST_INSTANT), "9999-12-31T23:59:59Z");
     }
 
     #[test]

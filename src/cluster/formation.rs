@@ -77,7 +77,7 @@ pub async fn bootstrap_static(
         // Another node creates the cluster; this one waits to be contacted.
         return Ok(false);
     }
-    let client = ClusterClient::new(routes.clone()).map_err(MembershipError::raft)?;
+    let client = ClusterClient::new(routes.clone(), &node.dialer).map_err(MembershipError::raft)?;
     let deadline = tokio::time::Instant::now() + patience;
     let mut members = BTreeMap::new();
     members.insert(my_id, (my_addr.clone(), my_addr.raft_addr.clone()));
@@ -133,6 +133,7 @@ pub async fn bootstrap_static(
         let token = admin_token.map(str::to_string);
         let admitted = async {
             AdminClient::new(raft_addr, token)?
+                .with_dialer(&node.dialer)?
                 .admit(id, cluster_id)
                 .await
         };
@@ -157,7 +158,8 @@ pub async fn find_cluster(
     node: &Node,
     peers: &BTreeMap<NodeId, String>,
 ) -> Result<Option<String>, MembershipError> {
-    let client = ClusterClient::new(node.routes.clone()).map_err(MembershipError::raft)?;
+    let client =
+        ClusterClient::new(node.routes.clone(), &node.dialer).map_err(MembershipError::raft)?;
     for (&id, raft_addr) in peers.iter().filter(|(id, _)| **id != node.id) {
         let raft_addr = node.routes.resolve(id, raft_addr);
         if let Ok(info) = client.info(raft_addr, PEER_PROBE_TIMEOUT).await {

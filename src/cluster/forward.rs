@@ -21,8 +21,9 @@ use uuid::Uuid;
 use crate::borrow::check::BorrowRequest;
 use crate::borrow::time::{self, UnixSeconds};
 use crate::metrics::proposals::ProposalInFlight;
-use crate::state::{Bootstrap, Command, Outcome};
+use crate::state::{ApiKeyChange, Bootstrap, Command, KeyId, Outcome};
 use crate::telemetry::trace_export;
+use crate::transport::peer::PeerDialer;
 use tracing::Instrument;
 
 use crate::raft::clock::ClockBook;
@@ -61,6 +62,16 @@ pub enum Proposal {
         /// The borrow to give back.
         borrow_id: Uuid,
     },
+    // New variants go last: forwards from nodes of an earlier version keep decoding.
+    /// See [`Command::ApiKey`].
+    ApiKey(ApiKeyChange),
+    /// See [`Command::AsKey`]: `proposal` made with a client API key.
+    AsKey {
+        /// The key's id.
+        key_id: KeyId,
+        /// The write.
+        proposal: Box<Proposal>,
+    },
 }
 
 impl Proposal {
@@ -79,6 +90,11 @@ impl Proposal {
                 request_id,
             },
             Proposal::Return { borrow_id } => Command::Return { now, borrow_id },
+            Proposal::ApiKey(change) => Command::ApiKey { now, change },
+            Proposal::AsKey { key_id, proposal } => Command::AsKey {
+                key_id,
+                command: Box::new(proposal.stamp(now)),
+            },
         }
     }
 }
@@ -264,15 +280,17 @@ pub fn known_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
 pub struct ClusterClient {
     http: reqwest::Client,
     routes: PeerRoutes,
+    dialer: PeerDialer,
 }
 
 impl ClusterClient {
     /// A client with its own connection pool (kept alive between calls).
-    pub fn new(routes: PeerRoutes) -> Result<ClusterClient, reqwest::Error> {
+    pub fn new(routes: PeerRoutes, dialer: &PeerDialer) -> Result<ClusterClient, reqwest::Error> {
         Ok(ClusterClient {
             routes,
-            http: reqwest::Client::builder()
-                .no_proxy()
+            dialer: dialer.clone(),
+            http: dialer
+                .client_builder()
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(1))
                 .build()?,
@@ -291,15 +309,14 @@ impl ClusterClient {
         let body = codec::encode(body).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
         let mut request = self
             .http
-            .post(format!("http://{raft_addr}{path}"))
+            .post(format!("{}{path}", self.dialer.base_url(raft_addr)))
             .header(header::CONTENT_TYPE, codec::CONTENT_TYPE);
         if let Some(traceparents) = traceparents {
             request = request.header(TRACEPARENTS_HEADER, traceparents);
         }
-        let response = request
-            .timeout(timeout)
-            .body(body)
-            .send()
+        let response = self
+            .dialer
+            .send(&self.http, request.timeout(timeout).body(body))
             .await
             .map_err(|e| {
                 if e.is_connect() {
@@ -366,7 +383,7 @@ impl ClusterClient {
     pub async fn info(&self, raft_addr: &str, timeout: Duration) -> Result<NodeInfo, ClusterError> {
         let response = self
             .http
-            .get(format!("http://{raft_addr}{INFO_PATH}"))
+            .get(format!("{}{INFO_PATH}", self.dialer.base_url(raft_addr)))
             .timeout(timeout)
             .send()
             .await

@@ -24,6 +24,8 @@ const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// What `licensed` prints on stdout once it serves clients: tests and scripts read the
 /// port from this line when `--listen` uses port 0.
 pub const READY_LINE_PREFIX: &str = "licensed listening on http://";
+/// The ready line of a node whose client port speaks TLS.
+pub const READY_LINE_PREFIX_TLS: &str = "licensed listening on https://";
 
 /// How this node comes into its cluster.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct Startup {
     pub signer: Option<LicenseSigner>,
     /// Retention of expired borrows in a new cluster, in seconds.
     pub retention_secs: i64,
+    /// The client port speaks TLS (the ready line says `https://`).
+    pub api_tls: bool,
 }
 
 /// Forms or joins the cluster, waits for a leader, loads the pool when this node creates
@@ -71,6 +75,7 @@ pub async fn become_ready(startup: Startup) {
         pool_given,
         signer,
         retention_secs,
+        api_tls,
     } = startup;
     let token = admin_token.as_deref();
     // Who may load the pool: the node that creates the cluster (one node, or the lowest
@@ -108,7 +113,12 @@ pub async fn become_ready(startup: Startup) {
     } else if pool_given {
         tracing::info!("the cluster already has a ledger; --pool is ignored");
     }
-    println!("{READY_LINE_PREFIX}{}", addr.api_addr);
+    let ready_line = if api_tls {
+        READY_LINE_PREFIX_TLS
+    } else {
+        READY_LINE_PREFIX
+    };
+    println!("{ready_line}{}", addr.api_addr);
     tracing::info!("ready");
 }
 
@@ -155,6 +165,7 @@ async fn join(
     }
     let joined = async {
         AdminClient::new(target, admin_token.map(str::to_string))?
+            .with_dialer(&node.dialer)?
             .add(node.id, &addr.raft_addr)
             .await
     };

@@ -123,7 +123,9 @@ pub enum Before {
 
 /// Looks at `command` against the ledger before it is applied.
 pub fn before_apply(ledger: &Ledger, command: &Command) -> Before {
-    match command {
+    // A borrow or return made with an API key counts as one made without (when its key
+    // is refused, the outcome says so and nothing is counted).
+    match command.unkeyed() {
         Command::Borrow {
             request_id: Some(request_id),
             ..
@@ -145,7 +147,7 @@ pub fn before_apply(ledger: &Ledger, command: &Command) -> Before {
 /// Counts an applied command by what it did.
 pub fn observe_applied(ledger: &Ledger, command: &Command, before: Before, outcome: &Outcome) {
     let m = &*LEDGER;
-    match (command, outcome) {
+    match (command.unkeyed(), outcome) {
         (Command::Borrow { request, .. }, Outcome::Borrow(answer)) => {
             let feature = if ledger.license(&request.key).is_some() {
                 request.key.feature.as_str()

@@ -29,7 +29,7 @@ fn decode_config() -> Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>> {
 
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     /// Not a valid encoding of the expected message.
     #[error("malformed body: {0}")]
     Decode(#[from] DecodeError),
@@ -42,17 +42,17 @@ pub(crate) enum CodecError {
 }
 
 /// Encodes one message.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
 }
 
 /// Decodes one message at the start of `bytes`; returns it and the bytes it used.
-pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
     Ok(bincode::serde::decode_from_slice(bytes, decode_config())?)
 }
 
 /// Decodes one message that must fill `bytes` exactly.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
     match bytes.len() - used {
         0 => Ok(value),

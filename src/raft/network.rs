@@ -32,6 +32,7 @@ use super::routes::PeerRoutes;
 use super::state_machine::SnapshotData;
 use super::{NodeAddr, NodeId, TypeConfig};
 use crate::metrics::peers::PeerRpc;
+use crate::transport::peer::PeerDialer;
 
 /// Path of the AppendEntries RPC (also heartbeats).
 pub(crate) const APPEND_PATH: &str = "/raft/append";
@@ -80,6 +81,8 @@ pub struct PeerNetwork {
     clocks: Arc<ClockBook>,
     /// This node's cluster id goes on every request (see [`super::identity`]).
     identity: Option<Arc<IdentityStore>>,
+    /// Scheme, TLS and request signing.
+    dialer: PeerDialer,
 }
 
 impl PeerNetwork {
@@ -94,11 +97,12 @@ impl PeerNetwork {
         local_id: NodeId,
         routes: PeerRoutes,
         clocks: Arc<ClockBook>,
+        dialer: PeerDialer,
     ) -> Result<Self, PeerNetworkError> {
-        let client = reqwest::Client::builder()
-            // Peers are addressed directly; an HTTP(S)_PROXY in the environment must not
-            // reroute cluster traffic.
-            .no_proxy()
+        // Peers are addressed directly; an HTTP(S)_PROXY in the environment must not
+        // reroute cluster traffic (the dialer's builder says `no_proxy`).
+        let client = dialer
+            .client_builder()
             // Heartbeats and votes are tiny; Nagle's algorithm would delay them.
             .tcp_nodelay(true)
             .tcp_keepalive(TCP_KEEPALIVE)
@@ -110,6 +114,7 @@ impl PeerNetwork {
             routes,
             clocks,
             identity: None,
+            dialer,
         })
     }
 }
@@ -125,7 +130,10 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             clocks: self.clocks.clone(),
             identity: self.identity.clone(),
             target,
-            base_url: format!("http://{}", self.routes.resolve(target, &node.raft_addr)),
+            base_url: self
+                .dialer
+                .base_url(self.routes.resolve(target, &node.raft_addr)),
+            dialer: self.dialer.clone(),
             rpcs: Arc::new(PeerRpcs::new(target)),
         }
     }
@@ -144,8 +152,10 @@ pub struct PeerClient {
     identity: Option<Arc<IdentityStore>>,
     /// The peer's id, for `Timeout` errors.
     target: NodeId,
-    /// `http://{raft_addr}` of the peer.
+    /// `http(s)://{raft_addr}` of the peer.
     base_url: String,
+    /// Scheme, TLS and request signing.
+    dialer: PeerDialer,
     /// Round trips and failures of the RPCs to this peer, for the metrics.
     rpcs: Arc<PeerRpcs>,
 }
@@ -262,10 +272,9 @@ impl PeerClient {
         if let Some(cluster) = self.identity.as_ref().and_then(|i| i.get().cluster_id) {
             request = request.header(identity::CLUSTER_HEADER, cluster.to_string());
         }
-        let response = request
-            .timeout(timeout)
-            .body(body)
-            .send()
+        let response = self
+            .dialer
+            .send(&self.client, request.timeout(timeout).body(body))
             .await
             .map_err(transport)?;
         let peer_ms = response
@@ -738,6 +747,7 @@ mod tests {
             1,
             PeerRoutes::default(),
             crate::raft::clock::ClockBook::new(crate::raft::clock::DEFAULT_MAX_OFFSET),
+            PeerDialer::plain(),
         )
         .expect("network");
         let node = NodeAddr {

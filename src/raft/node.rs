@@ -16,6 +16,7 @@ use super::network::PeerNetwork;
 use super::routes::PeerRoutes;
 use super::state_machine::{LedgerStore, SharedLedger, SnapshotCounters};
 use super::{NodeAddr, NodeId, Raft, TypeConfig};
+use crate::transport::peer::PeerDialer;
 
 /// What a node needs to start.
 #[derive(Debug, Clone)]
@@ -33,8 +34,10 @@ pub struct NodeOptions {
     /// Address overrides for dialling peers (`--peer-route`).
     pub routes: PeerRoutes,
     /// `--max-clock-offset-ms`: how far this node's clock may be off a quorum's while it
-    /// leads (see [`super::clock`]).
+    /// leads (see the `raft::clock` module).
     pub max_clock_offset: Duration,
+    /// How to dial peers: scheme, TLS, request signing.
+    pub dialer: PeerDialer,
 }
 
 /// A running node: the Raft handle and the ledger it applies to.
@@ -58,6 +61,8 @@ pub struct Node {
     pub identity: Arc<IdentityStore>,
     /// The data directory, for its size in the metrics.
     pub data_dir: std::path::PathBuf,
+    /// How to dial peers: scheme, TLS, request signing.
+    pub dialer: PeerDialer,
 }
 
 /// Why a node could not start.
@@ -145,9 +150,14 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
     let raft = Raft::new(
         options.id,
         Arc::new(config),
-        PeerNetwork::new(options.id, options.routes.clone(), clocks.clone())
-            .map_err(|e| NodeError::Raft(e.to_string()))?
-            .with_identity(identity.clone()),
+        PeerNetwork::new(
+            options.id,
+            options.routes.clone(),
+            clocks.clone(),
+            options.dialer.clone(),
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?
+        .with_identity(identity.clone()),
         log_store,
         state_machine,
     )
@@ -169,6 +179,7 @@ pub async fn start(options: &NodeOptions) -> Result<Node, NodeError> {
         clocks,
         identity,
         data_dir: options.data_dir.clone(),
+        dialer: options.dialer.clone(),
     })
 }
 

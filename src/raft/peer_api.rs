@@ -332,6 +332,7 @@ mod tests {
             1,
             crate::raft::routes::PeerRoutes::default(),
             crate::raft::clock::ClockBook::new(crate::raft::clock::DEFAULT_MAX_OFFSET),
+            crate::transport::peer::PeerDialer::plain(),
         )
         .expect("network")
         .new_client(2, &node)

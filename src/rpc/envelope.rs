@@ -60,18 +60,18 @@ pub async fn handle_body(app: &App, caller: Caller, body: &[u8]) -> Option<Reply
             // In order, one after another: borrows in one batch apply in the order sent.
             let mut responses = Vec::with_capacity(items.len());
             for item in &items {
-                if let Some(response) = handle_one(app, caller, item).await {
+                if let Some(response) = handle_one(app, &caller, item).await {
                     responses.push(response);
                 }
             }
             (!responses.is_empty()).then(|| format!("[{}]", responses.join(",")))
         }
-        single => handle_one(app, caller, &single).await,
+        single => handle_one(app, &caller, &single).await,
     }
 }
 
 /// Answers one request object; `None` for a notification.
-async fn handle_one(app: &App, caller: Caller, request: &Value) -> Option<Reply> {
+async fn handle_one(app: &App, caller: &Caller, request: &Value) -> Option<Reply> {
     let started = Instant::now();
     let object = match request {
         Value::Object(object) => object,

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppError;
 use crate::borrow::check::BorrowError;
+use crate::state::ApiKeyError;
 
 /// `-32700`: the body is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
@@ -31,11 +32,18 @@ pub const INVALID_HOST_ID: i64 = 36;
 /// `37` (extension): a `ReturnLicenseV1` without the borrower's `returnToken` or the
 /// admin token.
 pub const RETURN_NOT_AUTHORIZED: i64 = 37;
+/// `38` (extension): no valid credential — no API key where keys are required, an
+/// unknown, revoked or malformed key, key management without admin authority. Like every
+/// JSON-RPC answer it is HTTP 200 (MVTec's client calls `raise_for_status()` first).
+pub const UNAUTHORIZED: i64 = 38;
+/// `39` (extension): a valid API key that may not do this — its scope is too weak, or
+/// it is limited to other features.
+pub const FORBIDDEN: i64 = 39;
 
 /// A JSON-RPC error: the Borrow API's code and message, plus a reason for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
-    /// Error code (standard, or the Borrow API's 32–37).
+    /// Error code (standard, the Borrow API's 32–36, or our 37–39).
     pub code: i64,
     /// Why, in words: which field, what was wrong.
     pub reason: Option<String>,
@@ -87,6 +95,8 @@ pub fn message_for(code: i64) -> &'static str {
         INVALID_INTERVAL => "Invalid borrow interval",
         INVALID_HOST_ID => "Invalid host id",
         RETURN_NOT_AUTHORIZED => "Return not authorized",
+        UNAUTHORIZED => "Unauthorized",
+        FORBIDDEN => "Forbidden",
         _ => "Server error",
     }
 }
@@ -115,11 +125,77 @@ impl From<AppError> for RpcError {
             AppError::BorrowNotFound(_) => RpcError::new(NO_SUCH_LICENSE, error.to_string()),
             AppError::RequestIdReused(reason) => RpcError::invalid_params(reason),
             AppError::ReturnRefused(reason) => RpcError::new(RETURN_NOT_AUTHORIZED, reason),
+            AppError::Unauthenticated(reason) => RpcError::new(UNAUTHORIZED, reason),
+            AppError::Key(refusal) if refusal.is_unauthenticated() => {
+                RpcError::new(UNAUTHORIZED, refusal.to_string())
+            }
+            AppError::Key(refusal) => RpcError::new(FORBIDDEN, refusal.to_string()),
+            AppError::KeyChange(error @ ApiKeyError::IdTaken(_)) => {
+                RpcError::new(INTERNAL_ERROR, error.to_string())
+            }
+            AppError::KeyChange(error) => RpcError::invalid_params(error.to_string()),
             AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),
             AppError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");
                 RpcError::new(INTERNAL_ERROR, reason)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{KeyId, KeyRefusal, Scope};
+
+    fn code_of(error: AppError) -> (i64, &'static str) {
+        let error = RpcError::from(error);
+        (error.code, message_for(error.code))
+    }
+
+    #[test]
+    fn a_bad_credential_is_38_and_a_key_that_may_not_is_39() {
+        let id = KeyId::from_u64(1);
+        for unauthenticated in [
+            AppError::Unauthenticated("no key".into()),
+            AppError::Key(KeyRefusal::Invalid(id)),
+            AppError::Key(KeyRefusal::Revoked { id, at: 0 }),
+        ] {
+            assert_eq!(code_of(unauthenticated), (38, "Unauthorized"));
+        }
+        for forbidden in [
+            AppError::Key(KeyRefusal::Scope {
+                id,
+                scope: Scope::Read,
+                needs: Scope::Borrow,
+                what: "borrowing".into(),
+            }),
+            AppError::Key(KeyRefusal::Feature {
+                id,
+                feature: "MVTec_HDevelop".into(),
+                allowed: vec!["MVTec_HALCON".into()],
+                what: "borrowing".into(),
+            }),
+            AppError::Key(KeyRefusal::NotForKeys("loading a pool".into())),
+        ] {
+            assert_eq!(code_of(forbidden), (39, "Forbidden"));
+        }
+        assert_eq!(
+            code_of(AppError::KeyChange(ApiKeyError::NoSuchKey(id))).0,
+            INVALID_PARAMS
+        );
+        assert_eq!(
+            code_of(AppError::KeyChange(ApiKeyError::TooMany)).0,
+            INVALID_PARAMS
+        );
+        assert_eq!(
+            code_of(AppError::KeyChange(ApiKeyError::IdTaken(id))).0,
+            INTERNAL_ERROR
+        );
+        // 37 stays what it was.
+        assert_eq!(
+            code_of(AppError::ReturnRefused("no token".into())),
+            (37, "Return not authorized")
+        );
     }
 }

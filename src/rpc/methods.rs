@@ -5,11 +5,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::{App, ReturnAuthority};
+use crate::app::{App, Credential, Principal};
 use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::host_id::HostId;
 use crate::borrow::license::LicenseKey;
 use crate::borrow::time::{parse_instant, DateRole};
+use crate::state::api_keys::Access;
 
 use super::error::{RpcError, METHOD_NOT_FOUND, NO_SUCH_LICENSE};
 use super::objects::{BorrowedLicense, LicenseInfo, ReturnedBorrow};
@@ -19,11 +20,14 @@ use super::params::{Params, MAX_USER_INFO_CHARS};
 const MAX_KEY_CHARS: usize = 128;
 
 /// Every method this endpoint answers.
-pub const METHODS: [&str; 4] = [
+pub const METHODS: [&str; 7] = [
     "ListLicensesV1",
     "BorrowLicenseV1",
     "GetBorrowedLicenseV1",
     "ReturnLicenseV1",
+    "CreateApiKeyV1",
+    "ListApiKeysV1",
+    "RevokeApiKeyV1",
 ];
 
 /// Longest `requestId` accepted.
@@ -34,26 +38,49 @@ const MAX_REQUEST_ID_CHARS: usize = 128;
 /// is answered as it is (shared, not copied or parsed again).
 pub type RpcResult = Arc<str>;
 
-/// Who is calling, as far as the transport could tell.
-#[derive(Debug, Clone, Copy, Default)]
+/// Who is calling, as far as the transport could tell, and what this deployment asks of
+/// callers. `Debug` shows an API key's id, never its secret.
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// The request carried the admin token (`Authorization: Bearer ...`).
-    pub admin: bool,
+    /// What the request's `Authorization: Bearer` header carried.
+    pub credential: Credential,
+    /// `--require-api-keys`: a call without a valid key (or the admin token) is refused.
+    pub keys_required: bool,
 }
 
-/// Runs one method call.
+impl Default for Caller {
+    /// No credential, on a deployment that does not require keys.
+    fn default() -> Self {
+        Caller {
+            credential: Credential::None,
+            keys_required: false,
+        }
+    }
+}
+
+/// Runs one method call. The caller's credential is checked first (38), then what the
+/// method needs of it (39), then the parameters.
 #[tracing::instrument(level = "debug", skip(app, params))]
 pub async fn call(
     app: &App,
-    caller: Caller,
+    caller: &Caller,
     method: &str,
     params: Option<&Value>,
 ) -> Result<RpcResult, RpcError> {
+    let principal = app
+        .principal(&caller.credential, caller.keys_required)
+        .await?;
+    let who = &principal;
     match method {
-        "ListLicensesV1" => list_licenses(app, Params::new(method, params)?).await,
-        "BorrowLicenseV1" => borrow_license(app, Params::new(method, params)?).await,
-        "GetBorrowedLicenseV1" => get_borrowed_license(app, Params::new(method, params)?).await,
-        "ReturnLicenseV1" => return_license(app, caller, Params::new(method, params)?).await,
+        "ListLicensesV1" => list_licenses(app, who, Params::new(method, params)?).await,
+        "BorrowLicenseV1" => borrow_license(app, who, Params::new(method, params)?).await,
+        "GetBorrowedLicenseV1" => {
+            get_borrowed_license(app, who, Params::new(method, params)?).await
+        }
+        "ReturnLicenseV1" => return_license(app, who, Params::new(method, params)?).await,
+        "CreateApiKeyV1" => super::keys::create(app, who, Params::new(method, params)?).await,
+        "ListApiKeysV1" => super::keys::list(app, who, Params::new(method, params)?).await,
+        "RevokeApiKeyV1" => super::keys::revoke(app, who, Params::new(method, params)?).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!(
@@ -65,14 +92,19 @@ pub async fn call(
     }
 }
 
-fn to_json<T: serde::Serialize>(value: T) -> Result<RpcResult, RpcError> {
+/// A result object as JSON text.
+pub(super) fn to_json<T: serde::Serialize>(value: T) -> Result<RpcResult, RpcError> {
     serde_json::to_string(&value)
         .map(Arc::from)
         .map_err(|e| RpcError::new(super::error::INTERNAL_ERROR, e.to_string()))
 }
 
-async fn list_licenses(app: &App, _params: Params<'_>) -> Result<RpcResult, RpcError> {
-    Ok(app.licenses_rendered(render_listing).await?)
+async fn list_licenses(
+    app: &App,
+    principal: &Principal,
+    _params: Params<'_>,
+) -> Result<RpcResult, RpcError> {
+    Ok(app.licenses_rendered(principal, render_listing).await?)
 }
 
 /// `ListLicensesV1`'s result as JSON text.
@@ -96,32 +128,38 @@ fn borrow_id_param(params: &Params<'_>) -> Result<Uuid, RpcError> {
     })
 }
 
-async fn get_borrowed_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
+async fn get_borrowed_license(
+    app: &App,
+    principal: &Principal,
+    params: Params<'_>,
+) -> Result<RpcResult, RpcError> {
+    principal.check(Access::READ_BORROWS)?;
     let borrow_id = borrow_id_param(&params)?;
-    let issued = app.borrowed_license(borrow_id).await?;
+    let issued = app.borrowed_license(principal, borrow_id).await?;
     to_json(BorrowedLicense::from(issued))
 }
 
 async fn return_license(
     app: &App,
-    caller: Caller,
+    principal: &Principal,
     params: Params<'_>,
 ) -> Result<RpcResult, RpcError> {
+    principal.check(Access::RETURN)?;
     let borrow_id = borrow_id_param(&params)?;
     let token = params.optional_str("returnToken")?;
-    let authority = if caller.admin {
-        ReturnAuthority::Admin
-    } else {
-        ReturnAuthority::Borrower(token)
-    };
-    let record = app.give_back(borrow_id, authority).await?;
+    let record = app.give_back(principal, borrow_id, token).await?;
     to_json(ReturnedBorrow::from(&record))
 }
 
-async fn borrow_license(app: &App, params: Params<'_>) -> Result<RpcResult, RpcError> {
+async fn borrow_license(
+    app: &App,
+    principal: &Principal,
+    params: Params<'_>,
+) -> Result<RpcResult, RpcError> {
+    principal.check(Access::BORROW)?;
     let request = decode_borrow(&params)?;
     let request_id = decode_request_id(&params)?;
-    let issued = app.borrow(request, request_id).await?;
+    let issued = app.borrow(principal, request, request_id).await?;
     to_json(BorrowedLicense::from(issued))
 }
 

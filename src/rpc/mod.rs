@@ -1,8 +1,10 @@
-//! JSON-RPC 2.0 on `POST /licenses`: envelope, method table, params, wire objects, and the
-//! mapping of failures to wire codes (in `error`, and only there).
+//! JSON-RPC 2.0 on `POST /licenses`: envelope, method table, params, wire objects, the API
+//! key methods (`keys`), and the mapping of failures to wire codes (in `error`, and only
+//! there).
 
 pub mod envelope;
 pub mod error;
+pub mod keys;
 pub mod methods;
 pub mod objects;
 pub mod params;

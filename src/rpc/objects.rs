@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::{IssuedLicense, LicenseListing};
+use crate::app::{CreatedKey, IssuedLicense, LicenseListing};
 use crate::borrow::document::PublicKey;
 use crate::borrow::time::format_instant;
-use crate::state::BorrowRecord;
+use crate::state::{ApiKeyRecord, BorrowRecord, Scope};
 
 /// `LicenseInfo` of `ListLicensesV1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +93,88 @@ pub struct ReturnedBorrow {
     /// When it was returned; absent when the return changed nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returned_at: Option<String>,
+}
+
+/// A client API key as `ListApiKeysV1` and `RevokeApiKeyV1` show it (extension): never
+/// its secret, nor the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyInfo {
+    /// The key's id: 16 hex digits, the part of the key text after `lk_`.
+    pub key_id: String,
+    /// Its name.
+    pub name: String,
+    /// `read`, `borrow` or `admin`.
+    pub scope: Scope,
+    /// The features it is limited to; absent: every feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// When it was created.
+    pub created_at: String,
+    /// When it was revoked; absent while it is valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// Result of `CreateApiKeyV1` (extension): the key text, shown this once, and the key.
+/// Its `Debug` leaves the key text out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    /// The key's id.
+    pub key_id: String,
+    /// The whole key, `lk_<keyId>_<secret>`: the bearer token clients send. The server
+    /// keeps only a hash of its secret and can never show it again.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Its scope.
+    pub scope: Scope,
+    /// The features it is limited to; absent: every feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// When it was created.
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("key_id", &self.key_id)
+            .field("key", &"..")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("features", &self.features)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl From<&ApiKeyRecord> for ApiKeyInfo {
+    fn from(record: &ApiKeyRecord) -> Self {
+        ApiKeyInfo {
+            key_id: record.id.to_string(),
+            name: record.name.clone(),
+            scope: record.scope,
+            features: record.features.clone(),
+            created_at: format_instant(record.created_at),
+            revoked_at: record.revoked_at.map(format_instant),
+        }
+    }
+}
+
+impl From<CreatedKey> for CreatedApiKey {
+    fn from(created: CreatedKey) -> Self {
+        let record = created.record;
+        CreatedApiKey {
+            key_id: record.id.to_string(),
+            key: created.text.expose(),
+            name: record.name,
+            scope: record.scope,
+            features: record.features,
+            created_at: format_instant(record.created_at),
+        }
+    }
 }
 
 impl From<&PublicKey> for PublicKeyInfo {

@@ -76,6 +76,24 @@ impl<'a> Params<'a> {
     }
 }
 
+impl<'a> Params<'a> {
+    /// An optional array of strings: absent and `null` are both "not given".
+    pub fn optional_str_array(&self, name: &str) -> Result<Option<Vec<&'a str>>, RpcError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text.as_str()),
+                    other => Err(wrong_type(name, "an array of strings", other)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(wrong_type(name, "an array of strings", other)),
+        }
+    }
+}
+
 fn wrong_type(name: &str, expected: &str, got: &Value) -> RpcError {
     let kind = match got {
         Value::Null => "null",

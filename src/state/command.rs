@@ -7,6 +7,8 @@ use crate::borrow::check::{BorrowError, BorrowRequest};
 use crate::borrow::license::License;
 use crate::borrow::time::UnixSeconds;
 
+use super::api_key::KeyId;
+use super::api_keys::{ApiKeyChange, ApiKeyError, ApiKeyRecord, KeyRefusal};
 use super::ledger::BorrowRecord;
 
 /// A log payload. Everything apply needs is in here — the time as the leader saw it and the
@@ -35,6 +37,34 @@ pub enum Command {
         /// The borrow.
         borrow_id: Uuid,
     },
+    // New variants go last: entries already in logs keep decoding as what they were.
+    /// Create or revoke a client API key.
+    ApiKey {
+        /// Leader-stamped wall clock: the key's creation or revocation time.
+        now: UnixSeconds,
+        /// What to do.
+        change: ApiKeyChange,
+    },
+    /// `command` made with the client API key `key_id`: applied only when that key, as
+    /// the ledger holds it at this log position, exists, is not revoked and may do it
+    /// (scope, features). Otherwise nothing changes and the outcome is
+    /// [`Outcome::KeyRefused`] — on every replica alike.
+    AsKey {
+        /// The key the client called with (its id; the secret never enters the log).
+        key_id: KeyId,
+        /// A borrow, a return or a key change.
+        command: Box<Command>,
+    },
+}
+
+impl Command {
+    /// The command itself, without the API key it was made with.
+    pub fn unkeyed(&self) -> &Command {
+        match self {
+            Command::AsKey { command, .. } => command.unkeyed(),
+            other => other,
+        }
+    }
 }
 
 /// The contents of [`Command::Bootstrap`].
@@ -64,6 +94,11 @@ pub enum Outcome {
     RequestIdReused(String),
     /// The returned borrow as it now stands, or 34 when no such borrow is retained.
     Returned(Result<Box<BorrowRecord>, BorrowError>),
+    /// The key created or revoked, as it now stands, or why nothing changed.
+    ApiKey(Result<Box<ApiKeyRecord>, ApiKeyError>),
+    /// The API key of an [`Command::AsKey`] may not do its command at that log position
+    /// (unknown, revoked, scope, feature); nothing changed.
+    KeyRefused(KeyRefusal),
 }
 
 /// One line for Raft's logs: what the entry does, without secrets or client text.
@@ -74,6 +109,16 @@ impl std::fmt::Display for Command {
                 write!(f, "bootstrap({} licenses)", bootstrap.licenses.len())
             }
             Command::Return { now, borrow_id } => write!(f, "return({borrow_id} at {now})"),
+            // The key's id and scope only: its name is client text.
+            Command::ApiKey {
+                now,
+                change: ApiKeyChange::Create(new),
+            } => write!(f, "create-api-key({} scope {} at {now})", new.id, new.scope),
+            Command::ApiKey {
+                now,
+                change: ApiKeyChange::Revoke(id),
+            } => write!(f, "revoke-api-key({id} at {now})"),
+            Command::AsKey { key_id, command } => write!(f, "{command} with api key {key_id}"),
             Command::Borrow {
                 now,
                 borrow_id,

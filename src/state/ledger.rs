@@ -12,6 +12,8 @@ use crate::borrow::host_id::HostId;
 use crate::borrow::license::{License, LicenseKey};
 use crate::borrow::time::UnixSeconds;
 
+use super::api_key::KeyId;
+use super::api_keys::{Access, ApiKeyRecord, ApiKeys, KeyRefusal};
 use super::command::{Bootstrap, Command, Outcome};
 use super::outstanding::{Outstanding, MAX_OUTSTANDING_PER_HOST, MAX_OUTSTANDING_PER_SEAT};
 
@@ -99,6 +101,8 @@ pub struct Ledger {
     refusals: BTreeSet<(UnixSeconds, String)>,
     /// Borrows not yet ended, per license and host (derived), for the limits.
     outstanding: Outstanding,
+    /// Client API keys.
+    api_keys: ApiKeys,
 }
 
 /// The serialised form of a ledger (snapshots). Indexes are derived and rebuilt on load.
@@ -120,6 +124,8 @@ pub struct LedgerSnapshot {
     pub borrows: Vec<BorrowRecord>,
     /// Remembered `requestId`s, ordered by id.
     pub requests: Vec<(String, RequestRecord)>,
+    /// Client API keys (hashes of their secrets, never the secrets), ordered by id.
+    pub api_keys: Vec<ApiKeyRecord>,
 }
 
 /// A license with the borrows that are current or upcoming at some instant.
@@ -152,7 +158,43 @@ impl Ledger {
                 let now = self.advance_clock(*now);
                 Outcome::Returned(self.give_back(now, *borrow_id).map(Box::new))
             }
+            Command::ApiKey { now, change } => {
+                let now = self.advance_clock(*now);
+                Outcome::ApiKey(
+                    self.api_keys
+                        .apply(now, change, self.retention_secs)
+                        .map(Box::new),
+                )
+            }
+            Command::AsKey { key_id, command } => match self.key_may_apply(*key_id, command) {
+                Ok(()) => self.apply(command),
+                Err(refusal) => Outcome::KeyRefused(refusal),
+            },
         }
+    }
+
+    /// Whether the API key `key_id` may do `command` at this point of the log. Its secret
+    /// was checked when the call arrived; here it is whether the key still exists, is not
+    /// revoked, and has the scope and the feature: the same answer on every replica.
+    fn key_may_apply(&self, key_id: KeyId, command: &Command) -> Result<(), KeyRefusal> {
+        let access = match command {
+            Command::Borrow { request, .. } => Access::BORROW.on(Some(&request.key.feature)),
+            // An unknown borrow has no feature to check: the return answers 34.
+            Command::Return { borrow_id, .. } => Access::RETURN.on(self
+                .borrows
+                .get(borrow_id)
+                .map(|record| record.key.feature.as_str())),
+            Command::ApiKey { .. } => Access::MANAGE_KEYS,
+            Command::Bootstrap(_) => {
+                return Err(KeyRefusal::NotForKeys("loading a license pool".into()))
+            }
+            Command::AsKey { .. } => {
+                return Err(KeyRefusal::NotForKeys(
+                    "a command inside a keyed command".into(),
+                ))
+            }
+        };
+        self.api_keys.authorize(key_id, access).map(|_| ())
     }
 
     /// A borrow with a `requestId`: the first one decides, later ones repeat its answer.
@@ -294,6 +336,7 @@ impl Ledger {
                 self.refusals.remove(&(when, request_id));
             }
         }
+        self.api_keys.forget_revoked(now);
         now
     }
 
@@ -392,6 +435,11 @@ impl Ledger {
         self.slots.get(key).and_then(|slot| slot.license.as_ref())
     }
 
+    /// The client API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
     /// Whether a borrow with `request_id` is remembered (a repeat answers its outcome).
     pub fn remembers_request(&self, request_id: &str) -> bool {
         self.requests.contains_key(request_id)
@@ -448,6 +496,7 @@ impl Ledger {
                 .iter()
                 .map(|(id, record)| (id.clone(), record.clone()))
                 .collect(),
+            api_keys: self.api_keys.shared(),
         }
     }
 
@@ -459,6 +508,7 @@ impl Ledger {
             retention_secs: snapshot.retention_secs,
             signing_key: snapshot.signing_key,
             clock: snapshot.clock,
+            api_keys: ApiKeys::from_records(snapshot.api_keys, snapshot.retention_secs),
             ..Ledger::default()
         };
         for license in snapshot.licenses {
@@ -506,6 +556,8 @@ pub struct FrozenLedger {
     /// With the id beside each record: sorting reads no record.
     borrows: Vec<(Uuid, Arc<BorrowRecord>)>,
     requests: Vec<(Arc<str>, Arc<RequestRecord>)>,
+    /// Ordered by id already.
+    api_keys: Vec<Arc<ApiKeyRecord>>,
 }
 
 /// A [`LedgerSnapshot`] borrowed from a [`FrozenLedger`]: it serialises field for field
@@ -522,6 +574,7 @@ pub struct SnapshotView<'a> {
     licenses: &'a [License],
     borrows: Vec<&'a BorrowRecord>,
     requests: Vec<(&'a str, &'a RequestRecord)>,
+    api_keys: Vec<&'a ApiKeyRecord>,
 }
 
 impl FrozenLedger {
@@ -543,6 +596,7 @@ impl FrozenLedger {
                 .iter()
                 .map(|(id, record)| (&**id, &**record))
                 .collect(),
+            api_keys: self.api_keys.iter().map(|record| &**record).collect(),
         }
     }
 
@@ -562,6 +616,7 @@ impl FrozenLedger {
                 .into_iter()
                 .map(|(id, record)| (id.to_string(), record.clone()))
                 .collect(),
+            api_keys: view.api_keys.into_iter().cloned().collect(),
         }
     }
 }

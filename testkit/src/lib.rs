@@ -33,6 +33,7 @@ pub use cluster::Cluster;
 pub use error::Error;
 pub use node::{
     faketime_library, peers_arg, NodeProcess, NodeSpec, DEFAULT_READY_TIMEOUT, READY_LINE_PREFIX,
+    TEST_CLUSTER_SECRET,
 };
 pub use ports::free_port;
 pub use process::{proc_state, Process, ReadySignal};

@@ -29,14 +29,20 @@ use std::time::Duration;
 
 use licensed::cluster::admin::AdminClient;
 use licensed::cluster::admin::ClusterStatus;
+use licensed::transport::peer::{ClusterSecret, PeerDialer};
 use tokio::process::Command;
 
 use crate::error::{io_error, Error};
 use crate::ports::free_port;
 use crate::process::{Process, ReadySignal};
 
+/// The cluster secret every node a test starts shares, unless the test says otherwise.
+pub const TEST_CLUSTER_SECRET: &str = "testkit cluster secret, not for production";
+
 /// What `licensed` prints on stdout once it serves clients (the address follows).
 pub const READY_LINE_PREFIX: &str = "licensed listening on http://";
+/// The start of the ready line of a plain or a TLS client port.
+const READY_LINE_START: &str = "licensed listening on ";
 /// How long [`NodeProcess::start`] waits for the ready line unless the spec says otherwise.
 /// Static bootstrap waits for every peer, so the first node of a cluster may take a while.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -79,6 +85,9 @@ pub struct NodeSpec {
     /// The cluster's admin token: handed to the node (`LICENSED_ADMIN_TOKEN`) and sent by
     /// the admin helpers of [`NodeProcess`].
     pub admin_token: Option<String>,
+    /// The cluster secret peers sign their requests with (given through the
+    /// environment); [`TEST_CLUSTER_SECRET`] unless a test turns it off.
+    pub cluster_secret: Option<String>,
     /// How long [`NodeProcess::start`] waits for the ready line.
     pub ready_timeout: Duration,
     /// Whether the node's stderr goes to the harness's stderr rather than its log.
@@ -122,6 +131,7 @@ impl NodeSpec {
             clock_offset_secs: None,
             tmpfs_bytes: None,
             admin_token: None,
+            cluster_secret: Some(TEST_CLUSTER_SECRET.to_string()),
             ready_timeout: DEFAULT_READY_TIMEOUT,
             inherit_stderr: false,
         }
@@ -161,7 +171,13 @@ impl NodeSpec {
         self
     }
 
-    /// Requires `token` for admin changes on this node, and uses it for them.
+    /// Sets or (with `None`) removes the cluster secret.
+    pub fn cluster_secret(mut self, secret: Option<&str>) -> Self {
+        self.cluster_secret = secret.map(str::to_string);
+        self
+    }
+
+    /// Sets the admin token (given to the node through the environment).
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
@@ -317,7 +333,15 @@ impl NodeProcess {
                 url: String::new(),
                 source,
             })?;
+        // The harness holds the cluster's credentials, like an operator's tooling would.
+        let dialer = PeerDialer::new(
+            None,
+            spec.cluster_secret
+                .as_deref()
+                .and_then(|secret| ClusterSecret::new(secret).ok()),
+        );
         let admin = AdminClient::new(&spec.raft_addr().to_string(), spec.admin_token.clone())
+            .and_then(|admin| admin.with_dialer(&dialer))
             .map_err(|source| Error::Admin {
                 name: name.clone(),
                 source,
@@ -380,7 +404,7 @@ impl NodeProcess {
     /// port of 0 only [`NodeProcess::start`] learns the port the kernel chose.
     pub fn spawn(&mut self) -> Result<ReadySignal, Error> {
         let command = self.command()?;
-        self.process.spawn(command, Some(READY_LINE_PREFIX))
+        self.process.spawn(command, Some(READY_LINE_START))
     }
 
     /// Keeps the client port a node started on port 0 reports.
@@ -389,7 +413,11 @@ impl NodeProcess {
             return;
         }
         let addr = ready_line
-            .strip_prefix(READY_LINE_PREFIX)
+            .strip_prefix(READY_LINE_START)
+            .and_then(|rest| {
+                rest.strip_prefix("http://")
+                    .or_else(|| rest.strip_prefix("https://"))
+            })
             .and_then(|addr| addr.trim().parse::<SocketAddr>().ok());
         if let Some(addr) = addr {
             self.spec.api_port = addr.port();
@@ -422,6 +450,9 @@ impl NodeProcess {
         if let Some(token) = &spec.admin_token {
             // Through the environment rather than a flag: it stays out of `ps`.
             command.env("LICENSED_ADMIN_TOKEN", token);
+        }
+        if let Some(secret) = &spec.cluster_secret {
+            command.env("LICENSED_CLUSTER_SECRET", secret);
         }
         command.envs(spec.env.iter().map(|(key, value)| (key, value)));
         if spec.clock_offset_secs.is_some() {

@@ -28,7 +28,8 @@ pub(super) async fn add_on_leader(
         addr: request.raft_addr.clone(),
         reason,
     };
-    let client = ClusterClient::new(routes.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let client = ClusterClient::new(routes.clone(), &state.dialer)
+        .map_err(|e| unreachable(e.to_string()))?;
     let info = client
         .info(target, Duration::from_secs(3))
         .await
@@ -82,6 +83,7 @@ pub(super) async fn add_on_leader(
     }
     let admitted = async {
         AdminClient::new(target, state.token.clone())?
+            .with_dialer(&state.dialer)?
             .admit(request.id, cluster_id)
             .await
     };

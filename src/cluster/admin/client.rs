@@ -13,6 +13,7 @@ use super::messages::{
     ADMIT_PATH, FAILPOINTS_PATH, REMOVE_PATH, STATUS_PATH, TRANSFER_PATH,
 };
 use crate::raft::NodeId;
+use crate::transport::peer::PeerDialer;
 
 /// A change may wait for a learner to catch up (up to two minutes on the server side),
 /// and a follower passes it on to the leader: the leader's bound plus margins.
@@ -54,6 +55,7 @@ pub struct AdminClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    dialer: PeerDialer,
 }
 
 impl AdminClient {
@@ -73,16 +75,40 @@ impl AdminClient {
                     addr: base.clone(),
                     reason: e.to_string(),
                 })?;
-        Ok(AdminClient { http, base, token })
+        Ok(AdminClient {
+            http,
+            base,
+            token,
+            dialer: PeerDialer::plain(),
+        })
+    }
+
+    /// The same client dialing the way `dialer` does: TLS (a bare `host:port` becomes
+    /// `https://`) and, for a node, its peer credentials.
+    pub fn with_dialer(mut self, dialer: &PeerDialer) -> Result<AdminClient, AdminError> {
+        if let Some(rest) = self.base.strip_prefix("http://") {
+            self.base = dialer.base_url(rest);
+        }
+        self.http = dialer
+            .client_builder()
+            .build()
+            .map_err(|e| AdminError::Unreachable {
+                addr: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+        self.dialer = dialer.clone();
+        Ok(self)
     }
 
     /// The cluster as this node sees it.
     pub async fn status(&self) -> Result<ClusterStatus, AdminError> {
-        let response = self
+        let call = self
             .http
             .get(format!("{}{STATUS_PATH}", self.base))
-            .timeout(STATUS_TIMEOUT)
-            .send()
+            .timeout(STATUS_TIMEOUT);
+        let response = self
+            .dialer
+            .send(&self.http, call)
             .await
             .map_err(|e| self.unreachable(e))?;
         response.json().await.map_err(|e| AdminError::BadAnswer {
@@ -170,7 +196,11 @@ impl AdminClient {
         if let Some(token) = &self.token {
             call = call.bearer_auth(token);
         }
-        let response = call.send().await.map_err(|e| self.unreachable(e))?;
+        let response = self
+            .dialer
+            .send(&self.http, call)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let answer: AdminAnswer = response.json().await.map_err(|e| AdminError::BadAnswer {
             addr: self.base.clone(),

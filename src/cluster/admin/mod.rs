@@ -33,6 +33,7 @@ use crate::raft::node::Node;
 use crate::raft::routes::PeerRoutes;
 use crate::raft::state_machine::SnapshotCounters;
 use crate::raft::{metrics_of, NodeAddr, NodeId, Raft};
+use crate::transport::peer::PeerDialer;
 
 pub use client::{AdminClient, AdminError};
 pub use error::MembershipError;
@@ -60,6 +61,8 @@ struct AdminState {
     identity: Arc<IdentityStore>,
     /// Snapshots built and installed since start, for the status.
     snapshots: Arc<SnapshotCounters>,
+    /// How to dial the leader and new members.
+    dialer: PeerDialer,
 }
 
 impl AdminState {
@@ -114,6 +117,7 @@ pub fn router(node: &Node, admin_token: Option<String>) -> Router {
         routes: node.routes.clone(),
         identity: node.identity.clone(),
         snapshots: node.snapshots.clone(),
+        dialer: node.dialer.clone(),
     })
 }
 
@@ -216,6 +220,7 @@ where
             let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
             let answer = async {
                 AdminClient::new(leader_addr, state.token.clone())?
+                    .with_dialer(&state.dialer)?
                     .post(path, &request, ADMIN_CALL_TIMEOUT)
                     .await
             };

@@ -29,6 +29,10 @@ use crate::raft::network::{SNAPSHOT_CHUNK_PATH, SNAPSHOT_PATH};
 use crate::raft::state_machine::{create_rw, encode_header, SnapshotData};
 use crate::raft::TypeConfig;
 
+/// The largest snapshot a node accepts from a peer: far above any real ledger (a million
+/// borrows take some hundred MB), low enough that a bad announcement cannot fill the disk.
+pub(crate) const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
 /// Why a chunk was refused. The sender backs off and restarts the transfer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ChunkError {
@@ -39,6 +43,14 @@ pub(crate) enum ChunkError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// The announced snapshot is larger than any this node accepts.
+    #[error("a snapshot of {total} bytes exceeds the {max}-byte limit")]
+    SnapshotTooLarge {
+        /// The announced length.
+        total: u64,
+        /// The limit.
+        max: u64,
     },
     /// The chunk reaches past the snapshot's announced length.
     #[error("chunk at {offset} of {len} bytes runs past the snapshot's {total} bytes")]
@@ -106,6 +118,12 @@ fn plan(
             offset: header.offset,
             len,
             total: header.total,
+        });
+    }
+    if header.total > MAX_SNAPSHOT_BYTES {
+        return Err(ChunkError::SnapshotTooLarge {
+            total: header.total,
+            max: MAX_SNAPSHOT_BYTES,
         });
     }
     if header.offset == 0 {
@@ -450,6 +468,11 @@ mod tests {
         ));
         let past = plan(None, &header(1, 0, 50), 60, 100);
         assert!(matches!(past, Err(ChunkError::PastTheEnd { .. })));
+        let huge = plan(None, &header(1, 0, MAX_SNAPSHOT_BYTES + 1), 1, 100);
+        assert!(
+            matches!(huge, Err(ChunkError::SnapshotTooLarge { .. })),
+            "{huge:?}"
+        );
         let wrapping = plan(None, &header(1, u64::MAX, u64::MAX), 1, 100);
         assert!(matches!(wrapping, Err(ChunkError::PastTheEnd { .. })));
         assert_eq!(plan(None, &header(1, 0, 0), 0, 100).unwrap(), Step::Start);
