@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{repo_path, Cluster};
+use common::{make_cert, Cluster};
 use licensed::transport::peer::{ClusterSecret, AUTH_HEADER};
 use licensed_testkit::{licensed_binary, peers_arg, NodeProcess, NodeSpec};
 use serde_json::{json, Value};
@@ -188,18 +187,6 @@ async fn a_cluster_without_peer_credentials_refuses_to_start_unless_insecure() {
     }
     let log = std::fs::read_to_string(nodes[0].log_path()).expect("log");
     assert!(log.contains("--insecure-peers"), "{log}");
-}
-
-fn make_cert(dir: &Path, name: &str, hosts: &[&str]) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_path("deploy/tls/make-certs.sh"))
-        .arg(dir)
-        .arg(name)
-        .args(hosts)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run deploy/tls/make-certs.sh (needs openssl)");
-    assert!(status.success(), "make-certs.sh {name}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

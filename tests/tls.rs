@@ -9,23 +9,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{repo_path, SAMPLE_POOL};
+use common::{make_cert, repo_path, SAMPLE_POOL};
 use licensed_testkit::{licensed_binary, NodeProcess, NodeSpec};
 
 /// The seed client's hard-wired port.
 const SEED_PORT: u16 = 22022;
-
-fn make_cert(dir: &Path, name: &str, hosts: &[&str]) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_path("deploy/tls/make-certs.sh"))
-        .arg(dir)
-        .arg(name)
-        .args(hosts)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run deploy/tls/make-certs.sh (needs openssl)");
-    assert!(status.success(), "make-certs.sh {name} failed");
-}
 
 /// Starts a node whose client port serves `cert` on `api_port` (0: any).
 async fn tls_node(dir: &Path, api_port: u16, extra: &[&str]) -> NodeProcess {

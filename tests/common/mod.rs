@@ -11,4 +11,18 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// Makes `DIR/NAME.pem` and `DIR/NAME-key.pem`, signed by the CA in `dir` (made on first
+/// use), for `hosts`, with `deploy/tls/make-certs.sh` (needs `openssl`).
+pub fn make_cert(dir: &Path, name: &str, hosts: &[&str]) {
+    let status = std::process::Command::new("bash")
+        .arg(repo_path("deploy/tls/make-certs.sh"))
+        .arg(dir)
+        .arg(name)
+        .args(hosts)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run deploy/tls/make-certs.sh (needs openssl)");
+    assert!(status.success(), "make-certs.sh {name} failed");
+}
+
 pub mod borrow_api;
