@@ -40,10 +40,15 @@ fn ledger_with(borrows: usize) -> Ledger {
             valid_from: None,
             valid_until: None,
             max_borrow_secs: None,
+            max_borrowed: None,
+            max_per_host: None,
         }],
         max_borrow_secs: 30 * 86_400,
         retention_secs: 30 * 86_400,
         signing_key: [7; 32],
+        audit_retention_secs: 90 * 86_400,
+        max_audit_entries: 100_000,
+        created_at: 0,
     })));
     for i in 0..borrows {
         let from = NOW + (i as i64 % 1_000) * HOUR;

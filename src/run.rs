@@ -217,7 +217,7 @@ pub async fn run(
         membership,
         admin_token: config.admin_token.clone(),
         pool,
-        pool_given: config.pool.is_some(),
+        pool_path: config.pool.clone(),
         signer,
         retention_secs: config.retention,
         api_tls: api_tls.is_some(),

@@ -750,6 +750,9 @@ async fn keys_survive_a_snapshot_file_its_transfer_and_a_restart() {
         max_borrow_secs: 86_400,
         retention_secs: 86_400,
         signing_key: [7; 32],
+        audit_retention_secs: 90 * 86_400,
+        max_audit_entries: 100_000,
+        created_at: 0,
     }));
     {
         let mut leader = LedgerStore::open(leader_dir.path()).expect("open");

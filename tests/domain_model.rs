@@ -23,6 +23,8 @@ fn license(uuid: &str, count: u32) -> License {
         valid_from: None,
         valid_until: None,
         max_borrow_secs: None,
+        max_borrowed: None,
+        max_per_host: None,
     }
 }
 
@@ -74,6 +76,9 @@ proptest! {
             max_borrow_secs: 3600,
             retention_secs: 30 * 86_400,
             signing_key: [7; 32],
+            audit_retention_secs: 90 * 86_400,
+            max_audit_entries: 100_000,
+            created_at: 0,
         })));
         let mut held: Vec<Vec<(i64, i64)>> = vec![Vec::new(); licenses.len()];
         let mut now = START;

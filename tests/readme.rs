@@ -33,6 +33,11 @@ const OPTIONAL_MEMBERS: &[&str] = &[
     "borrowedIntervals",
     "userInfo",
     "returnedAt",
+    // License administration (extension): optional license fields, the last page.
+    "maxBorrowDuration",
+    "maxBorrowed",
+    "maxPerHost",
+    "nextCursor",
 ];
 /// How long a started server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);

@@ -28,6 +28,9 @@ fn bootstrap(index: u64) -> EntryOf<C> {
             max_borrow_secs: 86_400,
             retention_secs: 86_400,
             signing_key: [7; 32],
+            audit_retention_secs: 90 * 86_400,
+            max_audit_entries: 100_000,
+            created_at: 0,
         })),
     )
 }

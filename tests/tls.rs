@@ -2,7 +2,7 @@
 //! at its own default URL (`https://localhost:22022/licenses`), trusts our CA through
 //! `REQUESTS_CA_BUNDLE`; a certificate replaced on disk is served without a restart;
 //! HTTP/2 is offered; `--tls-client-ca` turns away clients without a certificate.
-//! Certificates come from `deploy/tls/make-certs.sh` (needs `openssl`).
+//! Certificates come from `licensectl certs`.
 
 mod common;
 

@@ -107,6 +107,8 @@ impl PoolSpec {
             valid_from: None,
             valid_until: None,
             max_borrow_secs: None,
+            max_borrowed: None,
+            max_per_host: None,
         };
         let mut licenses = vec![license(0), license(1), license(2)];
         let starts = BASE + (i64::from(self.window & 0x0f) - 8) * 2 * HOUR;
@@ -119,6 +121,9 @@ impl PoolSpec {
             max_borrow_secs: (i64::from(self.pool_max_hours % 48) + 1) * HOUR,
             retention_secs: i64::from(self.retention_hours % 73) * HOUR,
             signing_key: [7; 32],
+            audit_retention_secs: 90 * 86_400,
+            max_audit_entries: 100_000,
+            created_at: 0,
         }
     }
 }

@@ -80,6 +80,9 @@ fn start() -> Result<Node, String> {
             max_borrow_secs: pool.max_borrow_secs,
             retention_secs: 30 * 86_400,
             signing_key: [7; 32],
+            audit_retention_secs: 90 * 86_400,
+            max_audit_entries: 100_000,
+            created_at: 0,
         };
         match app.bootstrap(bootstrap).await {
             Ok(true) => Ok(app),

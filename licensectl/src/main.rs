@@ -3,6 +3,8 @@
 
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 
+mod admin;
+mod certs;
 mod status_table;
 
 use std::path::{Path, PathBuf};
@@ -53,7 +55,7 @@ struct Cli {
     )]
     api_key: Option<String>,
     /// PEM CA certificate to trust for `https://` servers and TLS peer ports (a private CA,
-    /// e.g. from deploy/tls/make-certs.sh).
+    /// e.g. from `licensectl certs`).
     #[arg(long, global = true, env = "LICENSED_CA")]
     ca: Option<PathBuf>,
     #[command(subcommand)]
@@ -108,6 +110,24 @@ enum Command {
     Cluster(ClusterArgs),
     /// Client API keys: create, list, revoke (needs the admin token or an admin key).
     Keys(KeysArgs),
+    /// Make a private CA (first call) and a certificate signed by it, for the client
+    /// port (--tls-cert), a node's peer port (--peer-tls-cert) or a client
+    /// (--tls-client-ca): `licensectl certs DIR NAME HOST...`.
+    Certs(certs::CertsArgs),
+    /// The license pool from a pool file: plan or apply it (needs the admin token).
+    Pool(admin::PoolArgs),
+    /// Add, change or remove one license (needs the admin token).
+    License(admin::LicenseArgs),
+    /// List borrows, current and past, with filters (ListBorrowsV1).
+    Borrows(admin::BorrowsArgs),
+    /// Hosts: list them; name, block or unblock one (set/block/unblock need the admin token).
+    Host(admin::HostArgs),
+    /// The audit log, oldest first; with --json one entry per line, every page (needs the
+    /// admin token).
+    Audit(admin::AuditArgs),
+    /// Ask the server about a license string: signature, status, its borrow
+    /// (CheckLicenseV1). Exit 0 when valid and active or upcoming, 1 otherwise.
+    Check(admin::CheckArgs),
     /// Load generator: concurrent clients over keep-alive HTTP, closed or open loop,
     /// latency percentiles and errors by code (see BENCHMARKS.md).
     Bench(Box<licensed_loadgen::BenchArgs>),
@@ -284,6 +304,21 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    if let Command::Certs(args) = &cli.command {
+        let written = certs::make(args)?;
+        if cli.json {
+            print_json(&json!({
+                "cert": written.cert, "key": written.key,
+                "ca": written.ca, "caCreated": written.ca_created,
+            }));
+        } else {
+            let made = if written.ca_created { "made" } else { "kept" };
+            println!("certificate {}", written.cert.display());
+            println!("key         {}", written.key.display());
+            println!("CA          {} ({made})", written.ca.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let client = match &cli.ca {
         None => RpcClient::new(&cli.server)?,
         Some(ca) => {
@@ -358,6 +393,30 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let client = client.with_admin_token(args.admin_token);
             keys(&client, args.command, cli.json).await?;
         }
+        Command::Pool(args) => {
+            let client = client.with_admin_token(args.admin_token);
+            admin::pool(&client, args.command, cli.json).await?;
+        }
+        Command::License(args) => {
+            let client = client.with_admin_token(args.admin_token);
+            admin::license(&client, args.command, cli.json).await?;
+        }
+        Command::Borrows(mut args) => {
+            let client = client.with_admin_token(args.admin_token.take());
+            admin::borrows(&client, args, cli.json).await?;
+        }
+        Command::Host(args) => {
+            let client = client.with_admin_token(args.admin_token);
+            admin::host(&client, args.command, cli.json).await?;
+        }
+        Command::Audit(mut args) => {
+            let client = client.with_admin_token(args.admin_token.take());
+            admin::audit(&client, args, cli.json).await?;
+        }
+        Command::Check(mut args) => {
+            let client = client.with_admin_token(args.admin_token.take());
+            return admin::check(&client, args, cli.json).await;
+        }
         Command::Bench(args) => {
             let json = cli.json || args.json;
             let report = licensed_loadgen::run_bench(*args).await?;
@@ -367,6 +426,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 print!("{report}");
             }
         }
+        // Answered before a client is built, above.
+        Command::Certs(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

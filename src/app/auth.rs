@@ -95,6 +95,16 @@ impl Principal {
         }
     }
 
+    /// `proposal` as this caller makes it through node `node`: the node and whether the
+    /// admin token was used go into the log for the audit trail, and so does a key's id.
+    pub(super) fn propose_from(&self, node: u64, proposal: Proposal) -> Proposal {
+        Proposal::Origin {
+            node,
+            admin: matches!(self, Principal::Admin),
+            proposal: Box::new(self.propose(proposal)),
+        }
+    }
+
     /// `proposal` as this caller makes it: a key's id goes with it into the log.
     pub(super) fn propose(&self, proposal: Proposal) -> Proposal {
         match self.key_id() {

@@ -71,7 +71,10 @@ impl App {
         principal: &Principal,
         change: ApiKeyChange,
     ) -> Result<ApiKeyRecord, AppError> {
-        let proposal = principal.propose(crate::cluster::forward::Proposal::ApiKey(change));
+        let proposal = principal.propose_from(
+            self.node.id,
+            crate::cluster::forward::Proposal::ApiKey(change),
+        );
         match self.propose(proposal).await? {
             Outcome::ApiKey(Ok(record)) => Ok(*record),
             Outcome::ApiKey(Err(error)) => Err(AppError::KeyChange(error)),

@@ -9,6 +9,7 @@
 //! - `auth`: who is calling (admin token, API key, nobody) and what they may do.
 //! - `keys`: creating, listing and revoking API keys.
 
+mod administration;
 mod auth;
 mod keys;
 mod listing;
@@ -35,6 +36,7 @@ use crate::state::api_keys::Access;
 use crate::state::{ApiKeyError, Bootstrap, BorrowRecord, KeyRefusal, Outcome};
 use signed_cache::{SignedCache, DEFAULT_CAPACITY};
 
+pub use administration::LicenseCheck;
 pub use auth::{Credential, Principal};
 pub use keys::CreatedKey;
 pub use signing::document_for;
@@ -85,6 +87,13 @@ pub enum AppError {
     /// A key change that cannot be made (no such key, too many keys).
     #[error(transparent)]
     KeyChange(#[from] ApiKeyError),
+    /// A license change refused: no such license (34), exists or conflicts with held
+    /// borrows (40), or the license it would make is not valid (-32602).
+    #[error(transparent)]
+    Admin(#[from] crate::state::AdminError),
+    /// A parameter the ledger found malformed (a host's name too long).
+    #[error("{0}")]
+    InvalidInput(String),
     /// The cluster cannot answer safely right now: no leader, no quorum, or too slow.
     /// Retriable.
     #[error("{0}")]
@@ -197,11 +206,14 @@ impl App {
         request_id: Option<String>,
     ) -> Result<IssuedLicense, AppError> {
         principal.check(Access::BORROW.on(Some(&request.key.feature)))?;
-        let proposal = principal.propose(Proposal::Borrow {
-            borrow_id: Uuid::new_v4(),
-            request,
-            request_id,
-        });
+        let proposal = principal.propose_from(
+            self.node.id,
+            Proposal::Borrow {
+                borrow_id: Uuid::new_v4(),
+                request,
+                request_id,
+            },
+        );
         match self.propose(proposal).await? {
             Outcome::Borrow(Ok(record)) => {
                 let mut issued = self.issue(&record)?;
@@ -242,7 +254,7 @@ impl App {
             }
         }
         match self
-            .propose(principal.propose(Proposal::Return { borrow_id }))
+            .propose(principal.propose_from(self.node.id, Proposal::Return { borrow_id }))
             .await?
         {
             Outcome::Returned(Ok(record)) => Ok(*record),

@@ -89,9 +89,23 @@ pub enum BorrowError {
     #[error("{0}")]
     InvalidHostId(String),
     /// Code 32: the license, or this host on it, already holds as many current and
-    /// upcoming borrows as the ledger keeps for one (limits on client-created state).
+    /// upcoming borrows as the ledger keeps for one (limits on client-created state), or
+    /// as the license's `maxPerHost` allows.
     #[error("{0}")]
     OverLimit(String),
+}
+
+impl BorrowError {
+    /// The Borrow API's error code (docs/protocol.md §7).
+    pub fn code(&self) -> i64 {
+        match self {
+            BorrowError::NotAvailable { .. } | BorrowError::OverLimit(_) => 32,
+            BorrowError::AfterExpiration { .. } => 33,
+            BorrowError::NoSuchLicense(_) => 34,
+            BorrowError::InvalidInterval(_) => 35,
+            BorrowError::InvalidHostId(_) => 36,
+        }
+    }
 }
 
 /// The interval a borrow was granted.
@@ -120,7 +134,13 @@ pub fn decide(
     let from = request.valid_from.unwrap_or(now);
     let until = match request.valid_until {
         Some(until) => until,
-        None => from.saturating_add(max_borrow),
+        // "As long as allowed": the longest borrow, cut at the license's own end.
+        None => {
+            let longest = from.saturating_add(max_borrow);
+            license
+                .and_then(|(license, _)| license.valid_until)
+                .map_or(longest, |end| longest.min(end))
+        }
     };
     if until > LATEST_INSTANT {
         return invalid(format!(
@@ -185,21 +205,23 @@ pub fn decide(
         }
     }
 
-    // 6. capacity over the whole interval
-    let seats = license.count;
+    // 6. capacity over the whole interval (seats kept back from borrowing do not count)
+    let seats = license.borrowable_seats();
     // Chaos builds only, `LICENSED_BROKEN=capacity-off-by-one`: one seat too many. Here,
     // in the decision every replica's apply makes, so the replicas still agree.
     #[cfg(feature = "failpoints")]
-    let seats = if crate::broken::is(crate::broken::Broken::CapacityOffByOne) {
-        seats.saturating_add(1)
+    let fits = if crate::broken::is(crate::broken::Broken::CapacityOffByOne) {
+        index.fits(from, until, seats.saturating_add(1))
     } else {
-        seats
+        index.fits(from, until, seats)
     };
-    if !index.fits(from, until, seats) {
+    #[cfg(not(feature = "failpoints"))]
+    let fits = index.fits(from, until, seats);
+    if !fits {
         return Err(BorrowError::NotAvailable {
             feature: license.key.feature.clone(),
             uuid: license.key.uuid.clone(),
-            count: license.count,
+            count: seats,
             from: format_instant(from),
             until: format_instant(until),
         });
@@ -244,6 +266,8 @@ mod tests {
             valid_from: Some(NOW - 10 * DAY),
             valid_until: Some(NOW + 60 * DAY),
             max_borrow_secs: None,
+            max_borrowed: None,
+            max_per_host: None,
         }
     }
 

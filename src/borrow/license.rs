@@ -41,6 +41,12 @@ pub struct License {
     pub valid_until: Option<UnixSeconds>,
     /// Longest borrow this license allows; `None` falls back to the pool's setting.
     pub max_borrow_secs: Option<i64>,
+    /// Most borrows that may overlap at any instant when fewer than `count` may be out on
+    /// borrow (FlexNet's BORROW_LOWWATER, RLM's ROAM_MAX_COUNT); `None`: `count`.
+    pub max_borrowed: Option<u32>,
+    /// Most current and upcoming borrows of this license one host may hold; `None`: no
+    /// limit of the license's own (the server-wide safety limit stays).
+    pub max_per_host: Option<u32>,
 }
 
 /// A field of a license that does not follow the rules of docs/protocol.md §3.5.
@@ -54,6 +60,12 @@ pub struct LicenseFieldError {
 }
 
 impl License {
+    /// How many borrows may overlap at any instant: `count`, or `max_borrowed` when lower.
+    pub fn borrowable_seats(&self) -> u32 {
+        self.max_borrowed
+            .map_or(self.count, |cap| cap.min(self.count))
+    }
+
     /// Checks every field against docs/protocol.md §3.5; the first problem wins.
     pub fn validate(&self) -> Result<(), LicenseFieldError> {
         let fail = |field: &'static str, problem: String| Err(LicenseFieldError { field, problem });
@@ -107,6 +119,12 @@ impl License {
                 return fail("maxBorrowDuration", "must be positive".to_string());
             }
         }
+        if self.max_per_host == Some(0) {
+            return fail(
+                "maxPerHost",
+                "must be at least 1 (leave it out for no limit)".to_string(),
+            );
+        }
         Ok(())
     }
 }
@@ -138,6 +156,8 @@ mod tests {
             valid_from: None,
             valid_until: Some(1_798_761_599),
             max_borrow_secs: None,
+            max_borrowed: None,
+            max_per_host: None,
         }
     }
 

@@ -2,24 +2,38 @@
 //!
 //! Either a JSON array of licenses in the Borrow API's `LicenseInfo` shape (docs/protocol.md §3.5) (without
 //! `borrowedIntervals`), or an object `{"maxBorrowDuration": "30d", "licenses": [...]}`
-//! that also sets the pool-wide maximum borrow length. A license may set its own
-//! `maxBorrowDuration`. Unknown fields are refused so that a typo does not silently
-//! change what is handed out.
+//! that also sets pool-wide settings: the maximum borrow length, and how long and how much
+//! of the audit trail is kept (`auditRetention`, `maxAuditEntries`). A license may set its
+//! own `maxBorrowDuration`, and its borrow policy (`maxBorrowed`, `maxPerHost`). Unknown
+//! fields are refused so that a typo does not silently change what is handed out.
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::license::{License, LicenseKey, DEFAULT_MAX_BORROW_SECS};
-use super::time::{parse_instant, DateRole};
+use super::time::{format_instant, parse_instant, DateRole};
 
-/// A validated pool: its licenses and the pool-wide default borrow limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long audit entries are kept when the pool file does not say (`auditRetention`).
+pub const DEFAULT_AUDIT_RETENTION_SECS: i64 = 90 * 86_400;
+/// Most audit entries kept when the pool file does not say (`maxAuditEntries`): every
+/// replica holds the trail in memory and in every snapshot.
+pub const DEFAULT_MAX_AUDIT_ENTRIES: u64 = 100_000;
+/// Largest `maxAuditEntries` accepted.
+pub const MAX_AUDIT_ENTRIES_LIMIT: u64 = 10_000_000;
+
+/// A validated pool: its licenses and the pool-wide settings. Also what a pool change
+/// carries through the log, so it is serialisable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool {
     /// Licenses, unique by feature and uuid.
     pub licenses: Vec<License>,
     /// Longest borrow for licenses that do not set their own.
     pub max_borrow_secs: i64,
+    /// How long audit entries are kept.
+    pub audit_retention_secs: i64,
+    /// Most audit entries kept (the oldest go first).
+    pub max_audit_entries: u64,
 }
 
 /// What is wrong with a pool file, with the entry and field it concerns.
@@ -40,9 +54,14 @@ pub enum PoolError {
         /// Field and problem.
         problem: String,
     },
-    /// The pool-wide setting is malformed.
-    #[error("maxBorrowDuration: {0}")]
-    MaxBorrowDuration(String),
+    /// A pool-wide setting is malformed.
+    #[error("{field}: {problem}")]
+    Setting {
+        /// The setting's name in the file.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -56,11 +75,14 @@ enum PoolFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PoolWithSettings {
     max_borrow_duration: Option<String>,
+    audit_retention: Option<String>,
+    max_audit_entries: Option<u64>,
     licenses: Vec<LicenseEntry>,
 }
 
-/// One license as written in a pool file: the `LicenseInfo` fields (docs/protocol.md §3.5).
-#[derive(Debug, Clone, Deserialize)]
+/// One license as written in a pool file: the `LicenseInfo` fields (docs/protocol.md §3.5)
+/// and the borrow policy. Also how the administration methods show a license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LicenseEntry {
     /// See [`License`].
@@ -76,11 +98,39 @@ pub struct LicenseEntry {
     /// See [`License`]; negative counts are refused by the type.
     pub count: u32,
     /// ISO-8601 date or date-time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_from: Option<String>,
     /// ISO-8601 date or date-time; a plain date means the end of that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
     /// e.g. `30d`, `12h`, `90m`, `3600s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_borrow_duration: Option<String>,
+    /// See [`License::max_borrowed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_borrowed: Option<u32>,
+    /// See [`License::max_per_host`]; at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_host: Option<u32>,
+}
+
+impl From<&License> for LicenseEntry {
+    /// The written form: dates in RFC 3339, durations in seconds (`86400s`).
+    fn from(license: &License) -> LicenseEntry {
+        LicenseEntry {
+            feature: license.key.feature.clone(),
+            uuid: license.key.uuid.clone(),
+            version: license.version.clone(),
+            edition: license.edition.clone(),
+            modules: license.modules.clone(),
+            count: license.count,
+            valid_from: license.valid_from.map(format_instant),
+            valid_until: license.valid_until.map(format_instant),
+            max_borrow_duration: license.max_borrow_secs.map(|secs| format!("{secs}s")),
+            max_borrowed: license.max_borrowed,
+            max_per_host: license.max_per_host,
+        }
+    }
 }
 
 impl LicenseEntry {
@@ -116,6 +166,8 @@ impl LicenseEntry {
             valid_from,
             valid_until,
             max_borrow_secs,
+            max_borrowed: self.max_borrowed,
+            max_per_host: self.max_per_host,
         };
         license.validate().map_err(|e| e.to_string())?;
         Ok(license)
@@ -129,14 +181,41 @@ pub fn parse_pool(text: &str) -> Result<Pool, PoolError> {
             "{e} (expected an array of licenses or {{\"licenses\": [...]}})"
         ))
     })?;
-    let (entries, max_borrow) = match file {
-        PoolFile::Bare(entries) => (entries, None),
-        PoolFile::WithSettings(pool) => (pool.licenses, pool.max_borrow_duration),
+    let settings = match file {
+        PoolFile::Bare(licenses) => PoolWithSettings {
+            max_borrow_duration: None,
+            audit_retention: None,
+            max_audit_entries: None,
+            licenses,
+        },
+        PoolFile::WithSettings(pool) => pool,
     };
-    let max_borrow_secs = match max_borrow {
-        Some(text) => parse_duration_secs(&text).map_err(PoolError::MaxBorrowDuration)?,
-        None => DEFAULT_MAX_BORROW_SECS,
+    let duration = |field: &'static str, text: Option<String>, default: i64| match text {
+        Some(text) => {
+            parse_duration_secs(&text).map_err(|problem| PoolError::Setting { field, problem })
+        }
+        None => Ok(default),
     };
+    let max_borrow_secs = duration(
+        "maxBorrowDuration",
+        settings.max_borrow_duration,
+        DEFAULT_MAX_BORROW_SECS,
+    )?;
+    let audit_retention_secs = duration(
+        "auditRetention",
+        settings.audit_retention,
+        DEFAULT_AUDIT_RETENTION_SECS,
+    )?;
+    let max_audit_entries = settings
+        .max_audit_entries
+        .unwrap_or(DEFAULT_MAX_AUDIT_ENTRIES);
+    if !(1..=MAX_AUDIT_ENTRIES_LIMIT).contains(&max_audit_entries) {
+        return Err(PoolError::Setting {
+            field: "maxAuditEntries",
+            problem: format!("{max_audit_entries} is not between 1 and {MAX_AUDIT_ENTRIES_LIMIT}"),
+        });
+    }
+    let entries = settings.licenses;
     let mut seen = BTreeSet::new();
     let mut licenses = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
@@ -158,7 +237,14 @@ pub fn parse_pool(text: &str) -> Result<Pool, PoolError> {
     Ok(Pool {
         licenses,
         max_borrow_secs,
+        audit_retention_secs,
+        max_audit_entries,
     })
+}
+
+/// Parses and validates a pool given as JSON (a method's parameter).
+pub fn pool_from_json(value: &serde_json::Value) -> Result<Pool, PoolError> {
+    parse_pool(&value.to_string())
 }
 
 /// Parses `30d`, `12h`, `90m`, `3600s` or a bare number of seconds.
@@ -223,6 +309,42 @@ mod tests {
         assert!(parse_pool(&format!("[{typo}]")).is_err());
         let negative = SEED_ENTRY.replace("\"count\":1", "\"count\":-1");
         assert!(parse_pool(&format!("[{negative}]")).is_err());
+    }
+
+    #[test]
+    fn reads_policies_and_audit_settings_and_writes_licenses_back() {
+        let entry = SEED_ENTRY.replace(
+            "\"count\":1",
+            "\"count\":4,\"maxBorrowed\":2,\"maxPerHost\":1",
+        );
+        let text =
+            format!(r#"{{"auditRetention":"7d","maxAuditEntries":500,"licenses":[{entry}]}}"#);
+        let pool = parse_pool(&text).unwrap();
+        assert_eq!(pool.audit_retention_secs, 7 * 86_400);
+        assert_eq!(pool.max_audit_entries, 500);
+        let license = &pool.licenses[0];
+        assert_eq!(
+            (license.max_borrowed, license.max_per_host),
+            (Some(2), Some(1))
+        );
+        assert_eq!(license.borrowable_seats(), 2);
+        // The written form reads back as the same license.
+        let written = LicenseEntry::from(license);
+        let again = serde_json::from_value::<LicenseEntry>(serde_json::to_value(&written).unwrap())
+            .unwrap()
+            .into_license()
+            .unwrap();
+        assert_eq!(&again, license);
+        let zero = SEED_ENTRY.replace("\"count\":1", "\"count\":1,\"maxPerHost\":0");
+        assert!(parse_pool(&format!("[{zero}]"))
+            .unwrap_err()
+            .to_string()
+            .contains("maxPerHost"));
+        let huge = format!(r#"{{"maxAuditEntries":0,"licenses":[{SEED_ENTRY}]}}"#);
+        assert!(parse_pool(&huge)
+            .unwrap_err()
+            .to_string()
+            .contains("maxAuditEntries"));
     }
 
     #[test]

@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::borrow::check::BorrowRequest;
+use crate::borrow::host_id::HostId;
 use crate::borrow::time::{self, UnixSeconds};
 use crate::metrics::proposals::ProposalInFlight;
-use crate::state::{ApiKeyChange, Bootstrap, Command, KeyId, Outcome};
+use crate::state::{ApiKeyChange, Bootstrap, Command, HostChange, KeyId, LicenseChange, Outcome};
 use crate::telemetry::trace_export;
 use crate::transport::peer::PeerDialer;
 use tracing::Instrument;
@@ -72,9 +73,37 @@ pub enum Proposal {
         /// The write.
         proposal: Box<Proposal>,
     },
+    /// See [`Command::Origin`]: `proposal` as node `node` took it from a caller.
+    Origin {
+        /// The node the caller reached.
+        node: u64,
+        /// The caller used the admin token.
+        admin: bool,
+        /// The write.
+        proposal: Box<Proposal>,
+    },
+    /// See [`Command::Licenses`].
+    Licenses(LicenseChange),
+    /// See [`Command::Host`].
+    Host {
+        /// The host.
+        host_id: HostId,
+        /// What to do.
+        change: HostChange,
+    },
 }
 
 impl Proposal {
+    /// The write itself, without who made it (origin, API key).
+    pub fn into_inner(self) -> Proposal {
+        match self {
+            Proposal::AsKey { proposal, .. } | Proposal::Origin { proposal, .. } => {
+                proposal.into_inner()
+            }
+            other => other,
+        }
+    }
+
     /// The log command, with the time of the node that appends it (the leader).
     pub fn stamp(self, now: UnixSeconds) -> Command {
         match self {
@@ -94,6 +123,21 @@ impl Proposal {
             Proposal::AsKey { key_id, proposal } => Command::AsKey {
                 key_id,
                 command: Box::new(proposal.stamp(now)),
+            },
+            Proposal::Origin {
+                node,
+                admin,
+                proposal,
+            } => Command::Origin {
+                node,
+                admin,
+                command: Box::new(proposal.stamp(now)),
+            },
+            Proposal::Licenses(change) => Command::Licenses { now, change },
+            Proposal::Host { host_id, change } => Command::Host {
+                now,
+                host_id,
+                change,
             },
         }
     }
@@ -509,7 +553,7 @@ async fn apply_forwarded_again(
     let again = forwarded
         .into_iter()
         .zip(answers)
-        .filter_map(|(proposal, answer)| match (proposal, answer) {
+        .filter_map(|(proposal, answer)| match (proposal.into_inner(), answer) {
             (Proposal::Borrow { request, .. }, Ok(Outcome::Borrow(Ok(_)))) => {
                 Some(Proposal::Borrow {
                     borrow_id: Uuid::new_v4(),

@@ -4,6 +4,7 @@
 //! answers 503 (see [`App::set_starting`]).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +13,18 @@ use super::formation;
 use crate::app::App;
 use crate::borrow::document::LicenseSigner;
 use crate::borrow::license::DEFAULT_MAX_BORROW_SECS;
-use crate::borrow::pool::Pool;
+use crate::borrow::pool::{
+    parse_pool, Pool, DEFAULT_AUDIT_RETENTION_SECS, DEFAULT_MAX_AUDIT_ENTRIES,
+};
 use crate::raft::node::Node;
 use crate::raft::{NodeAddr, NodeId};
 use crate::state::Bootstrap;
 
 /// Pause between attempts to form, join or load while the cluster cannot answer.
 const STARTUP_RETRY: Duration = Duration::from_secs(1);
+/// How often a node reads its `--pool` file again to apply a changed one (a Kubernetes
+/// ConfigMap changes in place).
+pub const POOL_FILE_POLL: Duration = Duration::from_secs(10);
 /// How long one wait for a leader lasts before the node says again why it waits.
 const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// What `licensed` prints on stdout once it serves clients: tests and scripts read the
@@ -52,8 +58,9 @@ pub struct Startup {
     pub admin_token: Option<String>,
     /// The pool to load when this node creates the cluster.
     pub pool: Option<Pool>,
-    /// Whether `--pool` was given (to say that it is ignored on an existing cluster).
-    pub pool_given: bool,
+    /// `--pool`: read again every [`POOL_FILE_POLL`]; a pool that differs from the one
+    /// last applied from a file is applied through the leader.
+    pub pool_path: Option<PathBuf>,
     /// The signing key of a new cluster (a fresh one when `None`).
     pub signer: Option<LicenseSigner>,
     /// Retention of expired borrows in a new cluster, in seconds.
@@ -72,7 +79,7 @@ pub async fn become_ready(startup: Startup) {
         membership,
         admin_token,
         pool,
-        pool_given,
+        pool_path,
         signer,
         retention_secs,
         api_tls,
@@ -110,8 +117,9 @@ pub async fn become_ready(startup: Startup) {
     }
     if creator && !node.ledger.read().is_bootstrapped() {
         load_pool(&app, pool, signer, retention_secs).await;
-    } else if pool_given {
-        tracing::info!("the cluster already has a ledger; --pool is ignored");
+    }
+    if let Some(path) = pool_path {
+        tokio::spawn(declare_pool(app.clone(), node.clone(), path));
     }
     let ready_line = if api_tls {
         READY_LINE_PREFIX_TLS
@@ -199,6 +207,8 @@ async fn load_pool(
         Pool {
             licenses: Vec::new(),
             max_borrow_secs: DEFAULT_MAX_BORROW_SECS,
+            audit_retention_secs: DEFAULT_AUDIT_RETENTION_SECS,
+            max_audit_entries: DEFAULT_MAX_AUDIT_ENTRIES,
         }
     });
     let count = pool.licenses.len();
@@ -207,6 +217,9 @@ async fn load_pool(
         max_borrow_secs: pool.max_borrow_secs,
         retention_secs,
         signing_key: signer.secret_bytes(),
+        audit_retention_secs: pool.audit_retention_secs,
+        max_audit_entries: pool.max_audit_entries,
+        created_at: chrono::Utc::now().timestamp(),
     };
     loop {
         match app.bootstrap(bootstrap.clone()).await {
@@ -223,6 +236,70 @@ async fn load_pool(
                 tracing::warn!(error = %e, "cannot load the license pool yet; retrying");
                 tokio::time::sleep(STARTUP_RETRY).await;
             }
+        }
+    }
+}
+
+/// `--pool` on a running cluster, declaratively: whenever the file holds a pool other than
+/// the one this node last proposed, it is applied through the leader, without force. The
+/// ledger skips a pool equal to the one last applied from a file, so an unchanged file
+/// never undoes an administrator's change, and the nodes of a cluster given the same file
+/// apply it once between them. A pool that would leave held borrows outside their
+/// licenses is refused and logged as an error with the borrows; it is tried again when
+/// the file changes or the node restarts.
+async fn declare_pool(app: Arc<App>, node: Node, path: PathBuf) {
+    let mut last_text: Option<String> = None;
+    loop {
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => Some(text),
+            Err(e) => {
+                if last_text.is_some() {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the pool file; the pool stays as it is");
+                }
+                None
+            }
+        };
+        if let Some(text) = text.filter(|text| Some(text) != last_text.as_ref()) {
+            let bootstrapped = node.ledger.read().is_bootstrapped();
+            if bootstrapped && declare_once(&app, &path, &text).await {
+                last_text = Some(text);
+            }
+        }
+        tokio::time::sleep(POOL_FILE_POLL).await;
+    }
+}
+
+/// One attempt to apply the pool in `text`; `false` when it should be tried again soon
+/// (the cluster could not answer).
+async fn declare_once(app: &App, path: &std::path::Path, text: &str) -> bool {
+    let pool = match parse_pool(text) {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "the pool file is not valid; the pool stays as it is");
+            return true;
+        }
+    };
+    match app.declare_pool(pool).await {
+        Ok(plan) if plan.is_empty() => {
+            tracing::debug!(path = %path.display(), "the pool file is the pool in use");
+            true
+        }
+        Ok(plan) => {
+            tracing::info!(path = %path.display(), summary = %plan.summary(), "applied the pool file");
+            true
+        }
+        Err(crate::app::AppError::Admin(refusal)) => {
+            tracing::error!(
+                path = %path.display(),
+                reason = %refusal,
+                "the pool file was NOT applied: it would leave held borrows outside their licenses; \
+                 change the file, return the borrows, or apply it with `licensectl pool apply --force`"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot apply the pool file yet; retrying");
+            false
         }
     }
 }

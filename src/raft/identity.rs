@@ -16,8 +16,10 @@
 //! - `cluster_id`: the cluster it was admitted into. Raft requests carry the sender's
 //!   (`x-licensed-cluster`); a node refuses those of another cluster.
 //!
-//! A data dir from before identities existed (a Raft log but no identity file) is taken
-//! as admitted, and learns its cluster id from the first request that carries one.
+//! - `data_format`: the encoding of the ledger in this data dir's log and snapshots. A
+//!   build refuses to start on a data dir of another format, with a message, instead of
+//!   failing to decode entries halfway through a start. A data dir without it (a Raft log
+//!   but no identity file, or an identity without the field) is of format 1.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,16 @@ pub struct Identity {
     pub admitted: bool,
     /// The cluster it was admitted into, once known.
     pub cluster_id: Option<Uuid>,
+    /// The ledger encoding of this data dir (see [`DATA_FORMAT`]); absent: format 1.
+    #[serde(default)]
+    pub data_format: Option<u32>,
 }
+
+/// The ledger encoding this build reads and writes: log entries (`Command`) and snapshots
+/// (`LedgerSnapshot`), both bincode, whose layout changes when a field is added. Format 2
+/// added license policies, hosts, the audit trail and the declared pool. Before 1.0 a
+/// format change is not migrated: the cluster is created again.
+pub const DATA_FORMAT: u32 = 2;
 
 /// Why an identity cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +80,14 @@ pub enum IdentityError {
         found: NodeId,
         /// `--node-id`.
         expected: NodeId,
+    },
+    /// The data dir holds a ledger encoding this build does not read.
+    #[error("data dir holds ledger format {found}, this build reads format {expected}: start this node on an empty data dir and create the cluster again (its pool file and borrows are not carried over; formats change only before 1.0)")]
+    DataFormat {
+        /// The data dir's format.
+        found: u32,
+        /// [`DATA_FORMAT`].
+        expected: u32,
     },
     /// Admission into another cluster than the one this node belongs to.
     #[error("this node belongs to cluster {mine}, not {theirs}")]
@@ -108,9 +127,18 @@ impl IdentityStore {
                 incarnation: Uuid::new_v4(),
                 admitted: had_log,
                 cluster_id: None,
+                // A log without an identity file was written before identities existed.
+                data_format: (!had_log).then_some(DATA_FORMAT),
             },
             Err(e) => return Err(io_error(e)),
         };
+        let found = identity.data_format.unwrap_or(1);
+        if found != DATA_FORMAT {
+            return Err(IdentityError::DataFormat {
+                found,
+                expected: DATA_FORMAT,
+            });
+        }
         if identity.node_id != node_id {
             return Err(IdentityError::OtherNode {
                 found: identity.node_id,
@@ -250,13 +278,31 @@ mod tests {
     }
 
     #[test]
-    fn a_data_dir_from_before_identities_learns_its_cluster() {
+    fn a_data_dir_of_another_ledger_format_is_refused() {
+        // A log without an identity file: written before identities, format 1.
         let dir = tempfile::tempdir().expect("dir");
-        let old = IdentityStore::open(dir.path(), 1, true).expect("open");
-        assert!(old.admits(None).is_ok());
-        let cluster = Uuid::new_v4();
-        assert!(old.admits(Some(cluster)).is_ok());
-        assert_eq!(old.get().cluster_id, Some(cluster));
-        assert!(old.admits(Some(Uuid::new_v4())).is_err());
+        let error = IdentityStore::open(dir.path(), 1, true).expect_err("format 1");
+        assert!(
+            matches!(
+                error,
+                IdentityError::DataFormat {
+                    found: 1,
+                    expected: DATA_FORMAT
+                }
+            ),
+            "{error}"
+        );
+        // An identity file without the field is format 1 as well.
+        let dir = tempfile::tempdir().expect("dir");
+        let old = serde_json::json!({
+            "node_id": 1, "incarnation": Uuid::new_v4(), "admitted": true, "cluster_id": null,
+        });
+        std::fs::write(dir.path().join(IDENTITY_FILE), old.to_string()).expect("write");
+        assert!(IdentityStore::open(dir.path(), 1, false).is_err());
+        // A new data dir is written in this build's format and opens again.
+        let dir = tempfile::tempdir().expect("dir");
+        drop(IdentityStore::open(dir.path(), 1, false).expect("new"));
+        let again = IdentityStore::open(dir.path(), 1, true).expect("reopen");
+        assert_eq!(again.get().data_format, Some(DATA_FORMAT));
     }
 }

@@ -496,6 +496,9 @@ mod tests {
             max_borrow_secs: 86_400 * 30,
             retention_secs: 86_400,
             signing_key: [7; 32],
+            audit_retention_secs: 90 * 86_400,
+            max_audit_entries: 100_000,
+            created_at: 0,
         }))
     }
 

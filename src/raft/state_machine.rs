@@ -295,6 +295,18 @@ impl RaftStateMachine<TypeConfig> for LedgerStore {
                     }
                     EntryPayload::Blank => Outcome::Nothing,
                     EntryPayload::Membership(membership) => {
+                        let ids = |ids: Vec<u64>| {
+                            ids.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        ledger.record_membership(format!(
+                            "membership at log index {}: voters [{}], learners [{}]",
+                            entry.log_id.index(),
+                            ids(membership.voter_ids().collect()),
+                            ids(membership.learner_ids().collect()),
+                        ));
                         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
                         applied.membership = StoredMembershipOf::<TypeConfig>::new(
                             Some(entry.log_id),

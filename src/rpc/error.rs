@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppError;
 use crate::borrow::check::BorrowError;
-use crate::state::ApiKeyError;
+use crate::state::{AdminError, ApiKeyError};
 
 /// `-32700`: the body is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
@@ -39,6 +39,10 @@ pub const UNAUTHORIZED: i64 = 38;
 /// `39` (extension): a valid API key that may not do this — its scope is too weak, or
 /// it is limited to other features.
 pub const FORBIDDEN: i64 = 39;
+/// `40` (extension): an administrative change refused because of the ledger's state — it
+/// would leave held borrows outside their license (`data.conflicts` lists them), or what
+/// it adds exists already.
+pub const CONFLICT: i64 = 40;
 
 /// A JSON-RPC error: the Borrow API's code and message, plus a reason for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct RpcError {
     pub code: i64,
     /// Why, in words: which field, what was wrong.
     pub reason: Option<String>,
+    /// `data.conflicts` of a code-40 refusal: the licenses and the borrows concerned.
+    pub conflicts: Option<Value>,
 }
 
 impl RpcError {
@@ -55,6 +61,7 @@ impl RpcError {
         RpcError {
             code,
             reason: Some(reason.into()),
+            conflicts: None,
         }
     }
 
@@ -71,11 +78,13 @@ impl RpcError {
     /// The `error` member of a response.
     pub fn to_json(&self) -> Value {
         match &self.reason {
-            Some(reason) => json!({
-                "code": self.code,
-                "message": self.message(),
-                "data": { "reason": reason },
-            }),
+            Some(reason) => {
+                let mut data = json!({ "reason": reason });
+                if let Some(conflicts) = &self.conflicts {
+                    data["conflicts"] = conflicts.clone();
+                }
+                json!({ "code": self.code, "message": self.message(), "data": data })
+            }
             None => json!({ "code": self.code, "message": self.message() }),
         }
     }
@@ -97,24 +106,44 @@ pub fn message_for(code: i64) -> &'static str {
         RETURN_NOT_AUTHORIZED => "Return not authorized",
         UNAUTHORIZED => "Unauthorized",
         FORBIDDEN => "Forbidden",
+        CONFLICT => "Conflict",
         _ => "Server error",
     }
 }
 
 /// The wire code of a refused borrow.
 pub fn borrow_code(error: &BorrowError) -> i64 {
-    match error {
-        BorrowError::NotAvailable { .. } | BorrowError::OverLimit(_) => NOT_AVAILABLE,
-        BorrowError::AfterExpiration { .. } => AFTER_EXPIRATION,
-        BorrowError::NoSuchLicense(_) => NO_SUCH_LICENSE,
-        BorrowError::InvalidInterval(_) => INVALID_INTERVAL,
-        BorrowError::InvalidHostId(_) => INVALID_HOST_ID,
-    }
+    error.code()
 }
 
 impl From<BorrowError> for RpcError {
     fn from(error: BorrowError) -> RpcError {
         RpcError::new(borrow_code(&error), error.to_string())
+    }
+}
+
+/// A refused license change: 34, 40 (with `data.conflicts`) or -32602.
+fn admin_error(refusal: AdminError) -> RpcError {
+    match refusal {
+        AdminError::NoSuchLicense(reason) => RpcError::new(NO_SUCH_LICENSE, reason),
+        AdminError::Exists(reason) => RpcError::new(CONFLICT, reason),
+        AdminError::Invalid(reason) => RpcError::invalid_params(reason),
+        AdminError::Conflict { reason, conflicts } => RpcError {
+            conflicts: Some(Value::Array(
+                conflicts
+                    .iter()
+                    .map(|conflict| {
+                        json!({
+                            "feature": conflict.key.feature,
+                            "uuid": conflict.key.uuid,
+                            "reason": conflict.reason,
+                            "borrows": conflict.borrows.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            )),
+            ..RpcError::new(CONFLICT, reason)
+        },
     }
 }
 
@@ -134,6 +163,8 @@ impl From<AppError> for RpcError {
                 RpcError::new(INTERNAL_ERROR, error.to_string())
             }
             AppError::KeyChange(error) => RpcError::invalid_params(error.to_string()),
+            AppError::Admin(refusal) => admin_error(refusal),
+            AppError::InvalidInput(reason) => RpcError::invalid_params(reason),
             AppError::Unavailable(reason) => RpcError::new(INTERNAL_ERROR, reason),
             AppError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");

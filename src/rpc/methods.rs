@@ -20,7 +20,7 @@ use super::params::{Params, MAX_USER_INFO_CHARS};
 const MAX_KEY_CHARS: usize = 128;
 
 /// Every method this endpoint answers.
-pub const METHODS: [&str; 7] = [
+pub const METHODS: [&str; 19] = [
     "ListLicensesV1",
     "BorrowLicenseV1",
     "GetBorrowedLicenseV1",
@@ -28,6 +28,18 @@ pub const METHODS: [&str; 7] = [
     "CreateApiKeyV1",
     "ListApiKeysV1",
     "RevokeApiKeyV1",
+    "AddLicenseV1",
+    "UpdateLicenseV1",
+    "RemoveLicenseV1",
+    "PlanPoolV1",
+    "ApplyPoolV1",
+    "ListHostsV1",
+    "SetHostV1",
+    "BlockHostV1",
+    "UnblockHostV1",
+    "ListAuditV1",
+    "ListBorrowsV1",
+    "CheckLicenseV1",
 ];
 
 /// Longest `requestId` accepted.
@@ -81,6 +93,32 @@ pub async fn call(
         "CreateApiKeyV1" => super::keys::create(app, who, Params::new(method, params)?).await,
         "ListApiKeysV1" => super::keys::list(app, who, Params::new(method, params)?).await,
         "RevokeApiKeyV1" => super::keys::revoke(app, who, Params::new(method, params)?).await,
+        _ => call_administration(app, who, method, params).await,
+    }
+}
+
+/// The administration methods (extension).
+async fn call_administration(
+    app: &App,
+    who: &Principal,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<RpcResult, RpcError> {
+    use super::administration as admin;
+    let params = || Params::new(method, params);
+    match method {
+        "AddLicenseV1" => admin::add_license(app, who, params()?).await,
+        "UpdateLicenseV1" => admin::update_license(app, who, params()?).await,
+        "RemoveLicenseV1" => admin::remove_license(app, who, params()?).await,
+        "PlanPoolV1" => admin::plan_pool(app, who, params()?).await,
+        "ApplyPoolV1" => admin::apply_pool(app, who, params()?).await,
+        "ListHostsV1" => admin::list_hosts(app, who, params()?).await,
+        "SetHostV1" => admin::set_host(app, who, params()?).await,
+        "BlockHostV1" => admin::block_host(app, who, params()?).await,
+        "UnblockHostV1" => admin::unblock_host(app, who, params()?).await,
+        "ListAuditV1" => admin::list_audit(app, who, params()?).await,
+        "ListBorrowsV1" => admin::list_borrows(app, who, params()?).await,
+        "CheckLicenseV1" => admin::check_license(app, who, params()?).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!(

@@ -1,7 +1,9 @@
 //! JSON-RPC 2.0 on `POST /licenses`: envelope, method table, params, wire objects, the API
-//! key methods (`keys`), and the mapping of failures to wire codes (in `error`, and only
-//! there).
+//! key methods (`keys`), the administration methods (`administration`, with paging
+//! `cursor`s), and the mapping of failures to wire codes (in `error`, and only there).
 
+pub mod administration;
+pub mod cursor;
 pub mod envelope;
 pub mod error;
 pub mod keys;

@@ -94,6 +94,62 @@ impl<'a> Params<'a> {
     }
 }
 
+impl<'a> Params<'a> {
+    /// A parameter as given (any JSON), `None` when absent.
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.get(name)
+    }
+
+    /// A required parameter of any JSON type but `null`.
+    pub fn required_raw(&self, name: &str) -> Result<&'a Value, RpcError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Err(RpcError::invalid_params(format!(
+                "{} requires parameter {name:?}",
+                self.method
+            ))),
+            Some(value) => Ok(value),
+        }
+    }
+
+    /// An optional boolean: absent and `null` are `false`.
+    pub fn flag(&self, name: &str) -> Result<bool, RpcError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(flag)) => Ok(*flag),
+            Some(other) => Err(wrong_type(name, "a boolean", other)),
+        }
+    }
+
+    /// An optional boolean: absent and `null` are "not given".
+    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>, RpcError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(other) => Err(wrong_type(name, "a boolean", other)),
+        }
+    }
+
+    /// An optional whole number in `range`.
+    pub fn optional_u64_in(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, RpcError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(value) if range.contains(&value) => Ok(Some(value)),
+                _ => Err(RpcError::invalid_params(format!(
+                    "parameter {name:?} must be a whole number from {} to {}, got {n}",
+                    range.start(),
+                    range.end()
+                ))),
+            },
+            Some(other) => Err(wrong_type(name, "a number", other)),
+        }
+    }
+}
+
 fn wrong_type(name: &str, expected: &str, got: &Value) -> RpcError {
     let kind = match got {
         Value::Null => "null",

@@ -99,6 +99,13 @@ impl Access<'static> {
     pub const RETURN: Access<'static> = Access::to(Scope::Borrow, "returning");
     /// `CreateApiKeyV1`, `ListApiKeysV1`, `RevokeApiKeyV1`.
     pub const MANAGE_KEYS: Access<'static> = Access::to(Scope::Admin, "managing API keys");
+    /// License and host administration, pool plans.
+    pub const ADMINISTER: Access<'static> =
+        Access::to(Scope::Admin, "administering licenses and hosts");
+    /// `ListAuditV1`: the trail says who did what.
+    pub const READ_AUDIT: Access<'static> = Access::to(Scope::Admin, "reading the audit trail");
+    /// `ListHostsV1`.
+    pub const READ_HOSTS: Access<'static> = Access::to(Scope::Read, "listing hosts");
 }
 
 impl<'a> Access<'a> {

@@ -35,6 +35,8 @@ fn ledger() -> Ledger {
         valid_from: None,
         valid_until: None,
         max_borrow_secs: None,
+        max_borrowed: None,
+        max_per_host: None,
     };
     let mut ledger = Ledger::default();
     ledger.apply(&Command::Bootstrap(Box::new(Bootstrap {
@@ -42,6 +44,9 @@ fn ledger() -> Ledger {
         max_borrow_secs: 30 * 86_400,
         retention_secs: DEFAULT_RETENTION_SECS,
         signing_key: [7; 32],
+        audit_retention_secs: 90 * 86_400,
+        max_audit_entries: 100_000,
+        created_at: 0,
     })));
     ledger
 }
@@ -214,6 +219,9 @@ fn apply_holds_keys_to_their_scope_and_features() {
         max_borrow_secs: 1,
         retention_secs: 1,
         signing_key: [0; 32],
+        audit_retention_secs: 90 * 86_400,
+        max_audit_entries: 100_000,
+        created_at: 0,
     }));
     assert!(matches!(
         refused(ledger.apply(&with_key(&admin, bootstrap))),

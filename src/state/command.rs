@@ -4,12 +4,17 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::borrow::check::{BorrowError, BorrowRequest};
+use crate::borrow::host_id::HostId;
 use crate::borrow::license::License;
 use crate::borrow::time::UnixSeconds;
 
 use super::api_key::KeyId;
 use super::api_keys::{ApiKeyChange, ApiKeyError, ApiKeyRecord, KeyRefusal};
+use super::hosts::HostError;
+use super::ledger::host_admin::{HostChange, HostChanged};
+use super::ledger::licensing::{AdminError, LicenseChange, LicenseChanged};
 use super::ledger::BorrowRecord;
+use super::pool_plan::PoolPlan;
 
 /// A log payload. Everything apply needs is in here — the time as the leader saw it and the
 /// new borrow's id — so that every replica computes the same outcome from the same entry.
@@ -55,13 +60,39 @@ pub enum Command {
         /// A borrow, a return or a key change.
         command: Box<Command>,
     },
+    /// `command` as node `node` took it from a caller, for the audit trail: which node, and
+    /// whether the caller used the admin token (`admin`). Applies as `command` does.
+    Origin {
+        /// The node the caller reached.
+        node: u64,
+        /// The caller used the admin token.
+        admin: bool,
+        /// What the caller asked.
+        command: Box<Command>,
+    },
+    /// Add, change or remove licenses, or apply a whole pool.
+    Licenses {
+        /// Leader-stamped wall clock: the instant the change's conflicts are judged at.
+        now: UnixSeconds,
+        /// What to do.
+        change: LicenseChange,
+    },
+    /// Name, annotate, block or unblock a host.
+    Host {
+        /// Leader-stamped wall clock.
+        now: UnixSeconds,
+        /// The host.
+        host_id: HostId,
+        /// What to do.
+        change: HostChange,
+    },
 }
 
 impl Command {
     /// The command itself, without the API key it was made with.
     pub fn unkeyed(&self) -> &Command {
         match self {
-            Command::AsKey { command, .. } => command.unkeyed(),
+            Command::AsKey { command, .. } | Command::Origin { command, .. } => command.unkeyed(),
             other => other,
         }
     }
@@ -78,6 +109,13 @@ pub struct Bootstrap {
     pub retention_secs: i64,
     /// Ed25519 secret key that signs borrowed licenses, shared by every node through the log.
     pub signing_key: [u8; 32],
+    /// How long audit entries are kept.
+    pub audit_retention_secs: i64,
+    /// Most audit entries kept.
+    pub max_audit_entries: u64,
+    /// When the cluster was created (the creating node's clock): the time of its first
+    /// audit entry.
+    pub created_at: UnixSeconds,
 }
 
 /// The answer of applying one entry.
@@ -99,6 +137,14 @@ pub enum Outcome {
     /// The API key of an [`Command::AsKey`] may not do its command at that log position
     /// (unknown, revoked, scope, feature); nothing changed.
     KeyRefused(KeyRefusal),
+    /// A license added, changed or removed (with the borrows it left over-booked), or why
+    /// nothing changed.
+    License(Result<Box<LicenseChanged>, AdminError>),
+    /// A pool applied: what changed. For a declared pool equal to the last one declared,
+    /// an empty plan (nothing was looked at).
+    Pool(Result<Box<PoolPlan>, AdminError>),
+    /// A host as it now stands (with its held borrows when blocked), or why nothing changed.
+    Host(Result<Box<HostChanged>, HostError>),
 }
 
 /// One line for Raft's logs: what the entry does, without secrets or client text.
@@ -119,6 +165,20 @@ impl std::fmt::Display for Command {
                 change: ApiKeyChange::Revoke(id),
             } => write!(f, "revoke-api-key({id} at {now})"),
             Command::AsKey { key_id, command } => write!(f, "{command} with api key {key_id}"),
+            Command::Origin {
+                node,
+                admin,
+                command,
+            } => {
+                let by = if *admin { " by admin" } else { "" };
+                write!(f, "{command} via node {node}{by}")
+            }
+            Command::Licenses { now, change } => write!(f, "licenses({change} at {now})"),
+            Command::Host {
+                now,
+                host_id,
+                change,
+            } => write!(f, "host({host_id} {change} at {now})"),
             Command::Borrow {
                 now,
                 borrow_id,

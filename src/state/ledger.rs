@@ -12,10 +12,36 @@ use crate::borrow::host_id::HostId;
 use crate::borrow::license::{License, LicenseKey};
 use crate::borrow::time::UnixSeconds;
 
+use crate::borrow::pool::Pool;
+
 use super::api_key::KeyId;
-use super::api_keys::{Access, ApiKeyRecord, ApiKeys, KeyRefusal};
+use super::api_keys::{Access, ApiKeyChange, ApiKeyRecord, ApiKeys, KeyRefusal};
+use super::audit::{Actor, AuditEntry, AuditEvent, AuditRetention, AuditTrail};
 use super::command::{Bootstrap, Command, Outcome};
+use super::hosts::{HostRecord, HostRegistry};
 use super::outstanding::{Outstanding, MAX_OUTSTANDING_PER_HOST, MAX_OUTSTANDING_PER_SEAT};
+
+pub mod host_admin;
+pub mod licensing;
+pub mod search;
+
+/// Who a command came from, as its wrappers (`Origin`, `AsKey`) say: for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    /// The node the caller reached, when the entry says.
+    node: Option<u64>,
+    /// Who.
+    actor: Actor,
+}
+
+impl Default for Caller {
+    fn default() -> Caller {
+        Caller {
+            node: None,
+            actor: Actor::Client,
+        }
+    }
+}
 
 /// Default retention of expired borrows (docs/protocol.md §6.2: 30 days).
 pub const DEFAULT_RETENTION_SECS: i64 = 30 * 86_400;
@@ -103,6 +129,15 @@ pub struct Ledger {
     outstanding: Outstanding,
     /// Client API keys.
     api_keys: ApiKeys,
+    /// Retained borrows in the order they were made (derived), for `ListBorrowsV1`.
+    by_issue: BTreeSet<(UnixSeconds, Uuid)>,
+    /// Hosts seen, named or blocked.
+    hosts: HostRegistry,
+    /// Who did what, when.
+    audit: AuditTrail,
+    /// The pool last applied from a node's `--pool` file (or the one the cluster was
+    /// created with): a node started with the same file changes nothing.
+    declared_pool: Option<Pool>,
 }
 
 /// The serialised form of a ledger (snapshots). Indexes are derived and rebuilt on load.
@@ -126,6 +161,16 @@ pub struct LedgerSnapshot {
     pub requests: Vec<(String, RequestRecord)>,
     /// Client API keys (hashes of their secrets, never the secrets), ordered by id.
     pub api_keys: Vec<ApiKeyRecord>,
+    /// Hosts, ordered by id.
+    pub hosts: Vec<HostRecord>,
+    /// The audit trail's next sequence number.
+    pub audit_next_seq: u64,
+    /// The audit trail's retention.
+    pub audit_retention: AuditRetention,
+    /// The audit trail, oldest first.
+    pub audit: Vec<AuditEntry>,
+    /// See [`Ledger`]'s `declared_pool`.
+    pub declared_pool: Option<Pool>,
 }
 
 /// A license with the borrows that are current or upcoming at some instant.
@@ -140,8 +185,14 @@ pub struct LicenseView<'a> {
 impl Ledger {
     /// Applies one command at its place in the log.
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        self.apply_as(Caller::default(), command)
+    }
+
+    fn apply_as(&mut self, caller: Caller, command: &Command) -> Outcome {
         match command {
-            Command::Bootstrap(bootstrap) => Outcome::Bootstrapped(self.bootstrap(bootstrap)),
+            Command::Bootstrap(bootstrap) => {
+                Outcome::Bootstrapped(self.bootstrap(bootstrap, caller))
+            }
             Command::Borrow {
                 now,
                 borrow_id,
@@ -150,27 +201,87 @@ impl Ledger {
             } => {
                 let now = self.advance_clock(*now);
                 match request_id {
-                    Some(request_id) => self.borrow_once(now, *borrow_id, request, request_id),
-                    None => Outcome::Borrow(self.borrow(now, *borrow_id, request).map(Box::new)),
+                    Some(request_id) => {
+                        self.borrow_once(now, *borrow_id, request, request_id, caller)
+                    }
+                    None => {
+                        Outcome::Borrow(self.borrow(now, *borrow_id, request, caller).map(Box::new))
+                    }
                 }
             }
             Command::Return { now, borrow_id } => {
                 let now = self.advance_clock(*now);
-                Outcome::Returned(self.give_back(now, *borrow_id).map(Box::new))
+                Outcome::Returned(self.give_back(now, *borrow_id, caller).map(Box::new))
             }
             Command::ApiKey { now, change } => {
                 let now = self.advance_clock(*now);
-                Outcome::ApiKey(
-                    self.api_keys
-                        .apply(now, change, self.retention_secs)
-                        .map(Box::new),
-                )
+                let outcome = self.api_keys.apply(now, change, self.retention_secs);
+                if let Ok(record) = &outcome {
+                    let event = match change {
+                        ApiKeyChange::Create(_) => AuditEvent::ApiKeyCreate {
+                            key_id: record.id,
+                            detail: format!("scope {}", record.scope),
+                        },
+                        ApiKeyChange::Revoke(id) => AuditEvent::ApiKeyRevoke { key_id: *id },
+                    };
+                    self.audit.record(now, caller.node, caller.actor, event);
+                }
+                Outcome::ApiKey(outcome.map(Box::new))
             }
             Command::AsKey { key_id, command } => match self.key_may_apply(*key_id, command) {
-                Ok(()) => self.apply(command),
+                Ok(()) => self.apply_as(
+                    Caller {
+                        actor: Actor::Key(*key_id),
+                        ..caller
+                    },
+                    command,
+                ),
+                // Nothing changes, not even the audit trail: like a key refused when
+                // the call arrived, before the log.
                 Err(refusal) => Outcome::KeyRefused(refusal),
             },
+            Command::Origin {
+                node,
+                admin,
+                command,
+            } => {
+                let actor = if *admin {
+                    Actor::AdminToken
+                } else {
+                    caller.actor
+                };
+                self.apply_as(
+                    Caller {
+                        node: Some(*node),
+                        actor,
+                    },
+                    command,
+                )
+            }
+            Command::Licenses { now, change } => {
+                let now = self.advance_clock(*now);
+                self.change_licenses(now, change, caller)
+            }
+            Command::Host {
+                now,
+                host_id,
+                change,
+            } => {
+                let now = self.advance_clock(*now);
+                self.change_host(now, host_id, change, caller)
+            }
         }
+    }
+
+    /// Records a membership change (a Raft membership entry, which carries no time: the
+    /// ledger clock stands in).
+    pub fn record_membership(&mut self, detail: String) {
+        self.audit.record(
+            self.clock,
+            None,
+            Actor::System,
+            AuditEvent::Membership { detail }.bounded(),
+        );
     }
 
     /// Whether the API key `key_id` may do `command` at this point of the log. Its secret
@@ -185,10 +296,12 @@ impl Ledger {
                 .get(borrow_id)
                 .map(|record| record.key.feature.as_str())),
             Command::ApiKey { .. } => Access::MANAGE_KEYS,
+            Command::Licenses { .. } => Access::ADMINISTER,
+            Command::Host { .. } => Access::ADMINISTER,
             Command::Bootstrap(_) => {
                 return Err(KeyRefusal::NotForKeys("loading a license pool".into()))
             }
-            Command::AsKey { .. } => {
+            Command::AsKey { .. } | Command::Origin { .. } => {
                 return Err(KeyRefusal::NotForKeys(
                     "a command inside a keyed command".into(),
                 ))
@@ -204,6 +317,7 @@ impl Ledger {
         borrow_id: Uuid,
         request: &BorrowRequest,
         request_id: &str,
+        caller: Caller,
     ) -> Outcome {
         let earlier = self.requests.get(request_id);
         // Chaos builds only, `LICENSED_BROKEN=skip-dedup`: forget that the id was seen, so
@@ -225,7 +339,7 @@ impl Ledger {
                 Err(refusal) => Err(refusal.clone()),
             });
         }
-        let answer = self.borrow(now, borrow_id, request);
+        let answer = self.borrow(now, borrow_id, request, caller);
         let forget_at = match &answer {
             Ok(record) => record.valid_until.saturating_add(self.retention_secs),
             Err(_) => now.saturating_add(REFUSED_REQUEST_RETENTION_SECS),
@@ -255,6 +369,7 @@ impl Ledger {
         &mut self,
         now: UnixSeconds,
         borrow_id: Uuid,
+        caller: Caller,
     ) -> Result<BorrowRecord, BorrowError> {
         let Some(shared) = self.borrows.get_mut(&borrow_id) else {
             return Err(BorrowError::NoSuchLicense(format!(
@@ -281,6 +396,16 @@ impl Ledger {
             .remove(&(old_until.saturating_add(self.retention_secs), borrow_id));
         self.forget_at
             .insert((new_until.saturating_add(self.retention_secs), borrow_id));
+        self.audit.record(
+            now,
+            caller.node,
+            caller.actor,
+            AuditEvent::Return {
+                borrow_id,
+                key: record.key.clone(),
+                host_id: record.host_id.clone(),
+            },
+        );
         Ok(record)
     }
 
@@ -295,7 +420,7 @@ impl Ledger {
         }
     }
 
-    fn bootstrap(&mut self, bootstrap: &Bootstrap) -> bool {
+    fn bootstrap(&mut self, bootstrap: &Bootstrap, caller: Caller) -> bool {
         if self.bootstrapped {
             return false;
         }
@@ -308,14 +433,46 @@ impl Ledger {
         for license in &bootstrap.licenses {
             self.slots.entry(license.key.clone()).or_default().license = Some(license.clone());
         }
+        let pool = Pool {
+            licenses: bootstrap.licenses.clone(),
+            max_borrow_secs: bootstrap.max_borrow_secs,
+            audit_retention_secs: bootstrap.audit_retention_secs,
+            max_audit_entries: bootstrap.max_audit_entries,
+        };
+        self.audit.set_retention(AuditRetention {
+            max_age_secs: pool.audit_retention_secs,
+            max_entries: usize::try_from(pool.max_audit_entries).unwrap_or(usize::MAX),
+        });
+        let now = self.advance_clock(bootstrap.created_at);
+        // The creating node loads the first pool on its own: no caller behind it.
+        self.audit.record(
+            now,
+            caller.node,
+            Actor::System,
+            AuditEvent::PoolApply {
+                detail: format!(
+                    "cluster created with a pool of {} license(s)",
+                    pool.licenses.len()
+                ),
+            },
+        );
+        self.declared_pool = Some(pool);
         true
     }
 
     /// Moves the clock to `stamped` unless that would go backwards (a new leader whose wall
     /// clock is behind), and forgets borrows whose retention has run out.
     fn advance_clock(&mut self, stamped: UnixSeconds) -> UnixSeconds {
+        let before = self.clock;
         self.clock = self.clock.max(stamped);
         let now = self.clock;
+        self.audit.expire(now);
+        // Once a day by the ledger clock (so on every replica at the same entry): forget
+        // hosts nobody named, annotated or blocked whose last borrow left retention.
+        if before.div_euclid(86_400) != now.div_euclid(86_400) {
+            self.hosts
+                .forget_idle(now.saturating_sub(self.retention_secs));
+        }
         // Before forgetting: the counts look each ended borrow up.
         let borrows = &self.borrows;
         self.outstanding
@@ -344,6 +501,7 @@ impl Ledger {
         let Some(record) = self.borrows.remove(&id) else {
             return;
         };
+        self.by_issue.remove(&(record.issued_at, id));
         self.outstanding.remove(&record, record.valid_until);
         if let Some(slot) = self.slots.get_mut(&record.key) {
             slot.index.remove(record.valid_from, record.valid_until);
@@ -351,12 +509,49 @@ impl Ledger {
         }
     }
 
+    /// A fresh borrow decision, recorded in the audit trail whichever way it goes.
     fn borrow(
         &mut self,
         now: UnixSeconds,
         borrow_id: Uuid,
         request: &BorrowRequest,
+        caller: Caller,
     ) -> Result<BorrowRecord, BorrowError> {
+        let decision = self.decide_borrow(now, borrow_id, request);
+        let event = match &decision {
+            Ok(record) => {
+                self.hosts.record_borrow(&record.host_id, now);
+                AuditEvent::Borrow {
+                    borrow_id,
+                    key: record.key.clone(),
+                    host_id: record.host_id.clone(),
+                    valid_from: record.valid_from,
+                    valid_until: record.valid_until,
+                }
+            }
+            Err(refusal) => AuditEvent::Refusal {
+                key: request.key.clone(),
+                host_id: request.host_id.clone(),
+                code: refusal.code(),
+                reason: refusal.to_string(),
+            }
+            .bounded(),
+        };
+        self.audit.record(now, caller.node, caller.actor, event);
+        decision
+    }
+
+    fn decide_borrow(
+        &mut self,
+        now: UnixSeconds,
+        borrow_id: Uuid,
+        request: &BorrowRequest,
+    ) -> Result<BorrowRecord, BorrowError> {
+        // The host id was checked when the request was decoded; whether it may borrow
+        // is the ledger's to say (the Borrow API's code 36 covers both).
+        if let Some(reason) = self.blocked_reason(&request.host_id) {
+            return Err(BorrowError::InvalidHostId(reason));
+        }
         let slot = self.slots.get_mut(&request.key);
         let entry = slot
             .as_ref()
@@ -376,6 +571,14 @@ impl Ledger {
                 "{}/{} already has {per_license} current and upcoming borrows, the most the server keeps for a license of {} seat(s) ({MAX_OUTSTANDING_PER_SEAT} per seat)",
                 key.feature, key.uuid, license.count
             )));
+        }
+        if let Some(limit) = license.max_per_host {
+            if self.outstanding.of_host(key, &request.host_id) >= limit as usize {
+                return Err(BorrowError::OverLimit(format!(
+                    "host {} already holds {limit} current or upcoming borrow(s) of {}/{}, the most its maxPerHost allows",
+                    request.host_id, key.feature, key.uuid
+                )));
+            }
         }
         if self.outstanding.of_host(key, &request.host_id) >= MAX_OUTSTANDING_PER_HOST {
             return Err(BorrowError::OverLimit(format!(
@@ -398,6 +601,7 @@ impl Ledger {
         };
         slot.index.insert(granted.from, granted.until);
         slot.by_start.insert((granted.from, borrow_id));
+        self.by_issue.insert((now, borrow_id));
         self.forget_at
             .insert((granted.until.saturating_add(self.retention_secs), borrow_id));
         self.outstanding.add(&record, now);
@@ -438,6 +642,21 @@ impl Ledger {
     /// The client API keys.
     pub fn api_keys(&self) -> &ApiKeys {
         &self.api_keys
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditTrail {
+        &self.audit
+    }
+
+    /// The pool last applied from a node's `--pool` file.
+    pub fn declared_pool(&self) -> Option<&Pool> {
+        self.declared_pool.as_ref()
+    }
+
+    /// Every license of the pool, ordered by feature then uuid.
+    pub fn pool_licenses(&self) -> impl Iterator<Item = &License> {
+        self.slots.values().filter_map(|slot| slot.license.as_ref())
     }
 
     /// Whether a borrow with `request_id` is remembered (a repeat answers its outcome).
@@ -497,6 +716,11 @@ impl Ledger {
                 .map(|(id, record)| (id.clone(), record.clone()))
                 .collect(),
             api_keys: self.api_keys.shared(),
+            hosts: self.hosts.shared(),
+            audit_next_seq: self.audit.next_seq(),
+            audit_retention: self.audit.retention(),
+            audit: self.audit.shared(),
+            declared_pool: self.declared_pool.clone(),
         }
     }
 
@@ -509,6 +733,13 @@ impl Ledger {
             signing_key: snapshot.signing_key,
             clock: snapshot.clock,
             api_keys: ApiKeys::from_records(snapshot.api_keys, snapshot.retention_secs),
+            hosts: HostRegistry::from_records(snapshot.hosts),
+            audit: AuditTrail::from_parts(
+                snapshot.audit_next_seq,
+                snapshot.audit_retention,
+                snapshot.audit,
+            ),
+            declared_pool: snapshot.declared_pool,
             ..Ledger::default()
         };
         for license in snapshot.licenses {
@@ -537,6 +768,7 @@ impl Ledger {
                 record.borrow_id,
             ));
             ledger.outstanding.add(&record, ledger.clock);
+            ledger.by_issue.insert((record.issued_at, record.borrow_id));
             ledger.borrows.insert(record.borrow_id, Arc::new(record));
         }
         ledger
@@ -558,6 +790,13 @@ pub struct FrozenLedger {
     requests: Vec<(Arc<str>, Arc<RequestRecord>)>,
     /// Ordered by id already.
     api_keys: Vec<Arc<ApiKeyRecord>>,
+    /// Ordered by id already.
+    hosts: Vec<Arc<HostRecord>>,
+    audit_next_seq: u64,
+    audit_retention: AuditRetention,
+    /// Oldest first already.
+    audit: Vec<Arc<AuditEntry>>,
+    declared_pool: Option<Pool>,
 }
 
 /// A [`LedgerSnapshot`] borrowed from a [`FrozenLedger`]: it serialises field for field
@@ -575,6 +814,11 @@ pub struct SnapshotView<'a> {
     borrows: Vec<&'a BorrowRecord>,
     requests: Vec<(&'a str, &'a RequestRecord)>,
     api_keys: Vec<&'a ApiKeyRecord>,
+    hosts: Vec<&'a HostRecord>,
+    audit_next_seq: u64,
+    audit_retention: AuditRetention,
+    audit: Vec<&'a AuditEntry>,
+    declared_pool: &'a Option<Pool>,
 }
 
 impl FrozenLedger {
@@ -597,6 +841,11 @@ impl FrozenLedger {
                 .map(|(id, record)| (&**id, &**record))
                 .collect(),
             api_keys: self.api_keys.iter().map(|record| &**record).collect(),
+            hosts: self.hosts.iter().map(|record| &**record).collect(),
+            audit_next_seq: self.audit_next_seq,
+            audit_retention: self.audit_retention,
+            audit: self.audit.iter().map(|entry| &**entry).collect(),
+            declared_pool: &self.declared_pool,
         }
     }
 
@@ -617,6 +866,11 @@ impl FrozenLedger {
                 .map(|(id, record)| (id.to_string(), record.clone()))
                 .collect(),
             api_keys: view.api_keys.into_iter().cloned().collect(),
+            hosts: view.hosts.into_iter().cloned().collect(),
+            audit_next_seq: view.audit_next_seq,
+            audit_retention: view.audit_retention,
+            audit: view.audit.into_iter().cloned().collect(),
+            declared_pool: view.declared_pool.clone(),
         }
     }
 }
@@ -635,10 +889,15 @@ pub(crate) fn bootstrapped(key: LicenseKey, count: u32) -> Ledger {
             valid_from: None,
             valid_until: None,
             max_borrow_secs: None,
+            max_borrowed: None,
+            max_per_host: None,
         }],
         max_borrow_secs: 30 * 86_400,
         retention_secs: DEFAULT_RETENTION_SECS,
         signing_key: [7; 32],
+        audit_retention_secs: 90 * 86_400,
+        max_audit_entries: 100_000,
+        created_at: 0,
     })));
     ledger
 }

@@ -12,17 +12,22 @@ pub fn repo_path(relative: &str) -> PathBuf {
 }
 
 /// Makes `DIR/NAME.pem` and `DIR/NAME-key.pem`, signed by the CA in `dir` (made on first
-/// use), for `hosts`, with `deploy/tls/make-certs.sh` (needs `openssl`).
+/// use), for `hosts`, with `licensectl certs` (built beside `licensed`).
 pub fn make_cert(dir: &Path, name: &str, hosts: &[&str]) {
-    let status = std::process::Command::new("bash")
-        .arg(repo_path("deploy/tls/make-certs.sh"))
+    let licensed = licensed_testkit::licensed_binary().expect("the licensed binary");
+    let licensectl = licensed.with_file_name("licensectl");
+    let output = std::process::Command::new(&licensectl)
+        .arg("certs")
         .arg(dir)
         .arg(name)
         .args(hosts)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run deploy/tls/make-certs.sh (needs openssl)");
-    assert!(status.success(), "make-certs.sh {name} failed");
+        .output()
+        .unwrap_or_else(|e| panic!("run {} (cargo build --bins): {e}", licensectl.display()));
+    assert!(
+        output.status.success(),
+        "licensectl certs {name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 pub mod borrow_api;
