@@ -171,8 +171,9 @@ pub struct Config {
     #[arg(long, env = "LICENSED_ADVERTISE_API")]
     pub advertise_api: Option<String>,
 
-    /// This node's id in the cluster.
-    #[arg(long, env = "LICENSED_NODE_ID", default_value_t = 1)]
+    /// This node's id in the cluster, or `from-hostname`: a StatefulSet pod's hostname
+    /// `NAME-ORDINAL` gives ORDINAL + 1 (the hostname is `$HOSTNAME`, else the kernel's).
+    #[arg(long, env = "LICENSED_NODE_ID", default_value = "1", value_parser = parse_node_id)]
     pub node_id: u64,
 
     /// PKCS#8 PEM file with the Ed25519 key that signs borrowed licenses. Without it a new
@@ -228,6 +229,37 @@ pub struct Config {
     pub require_api_keys: bool,
 }
 
+/// `--node-id`: a number, or `from-hostname` (see [`node_id_from_hostname`]).
+pub fn parse_node_id(text: &str) -> Result<u64, String> {
+    if text.trim() == "from-hostname" {
+        let hostname = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|name| !name.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .unwrap_or_default();
+        return node_id_from_hostname(hostname.trim());
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a node id: a whole number, or from-hostname"))
+}
+
+/// The node id of a StatefulSet pod: its hostname is `NAME-ORDINAL`, its id ORDINAL + 1
+/// (ids start at 1; ordinals at 0).
+pub fn node_id_from_hostname(hostname: &str) -> Result<u64, String> {
+    let ordinal = hostname
+        .rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse::<u64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "--node-id from-hostname: hostname {hostname:?} does not end in -ORDINAL (a StatefulSet pod's name)"
+            )
+        })?;
+    ordinal
+        .checked_add(1)
+        .ok_or_else(|| format!("hostname {hostname:?}: ordinal too large"))
+}
+
 /// Parses a listen address as users type it: `:PORT` (every interface), `HOST:PORT`,
 /// `[IPv6]:PORT`, or a host name with a port (`localhost:22022`).
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
@@ -253,6 +285,17 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_statefulset_pod_name_gives_ordinal_plus_one() {
+        assert_eq!(node_id_from_hostname("licensed-0"), Ok(1));
+        assert_eq!(node_id_from_hostname("my-release-licensed-4"), Ok(5));
+        assert!(node_id_from_hostname("licensed").is_err());
+        assert!(node_id_from_hostname("licensed-x").is_err());
+        assert!(node_id_from_hostname("").is_err());
+        assert_eq!(parse_node_id(" 7 "), Ok(7));
+        assert!(parse_node_id("seven").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -17,7 +17,13 @@ pub fn init(format: &str, node_id: u64) -> Option<TraceExport> {
     // RUST_LOG filters the logs only: spans are exported whatever the log level.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a journal, `docker logs` or a file gets
+    // plain text (and `NO_COLOR` turns them off anyway).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let logs = if format == "json" {
         logs.json().with_filter(filter).boxed()
     } else {

@@ -286,7 +286,7 @@ pub struct AuditArgs {
     /// Entries about this borrow.
     #[arg(long)]
     pub borrow: Option<String>,
-    /// Entries by this actor: admin, client, key:<keyId>, node:<id>, system.
+    /// Entries by this actor: admin, client, `key:<keyId>`, `node:<id>`, system.
     #[arg(long)]
     pub actor: Option<String>,
     /// Entries per page (1 to 1000).

@@ -135,6 +135,13 @@ impl App {
         .await
     }
 
+    /// Whether `pool` is the pool last applied from a node's file (a linearizable read): a
+    /// node whose file holds it has nothing to propose.
+    pub async fn is_declared_pool(&self, pool: &Pool) -> Result<bool, AppError> {
+        let _ = self.linearize().await?;
+        Ok(self.node.ledger.read().declared_pool() == Some(pool))
+    }
+
     async fn pool_outcome(&self, proposal: Proposal) -> Result<PoolPlan, AppError> {
         match self.propose(proposal).await? {
             Outcome::Pool(Ok(plan)) => Ok(*plan),

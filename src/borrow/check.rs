@@ -217,6 +217,17 @@ pub fn decide(
     };
     #[cfg(not(feature = "failpoints"))]
     let fits = index.fits(from, until, seats);
+    if !fits && seats < license.count && index.fits(from, until, license.count) {
+        // The seats are there, but the license keeps some back from borrowing.
+        return Err(BorrowError::OverLimit(format!(
+            "{seats} of the {} seats of {}/{} may be out on borrow at once (maxBorrowed), and {seats} are at some instant of [{}, {})",
+            license.count,
+            license.key.feature,
+            license.key.uuid,
+            format_instant(from),
+            format_instant(until)
+        )));
+    }
     if !fits {
         return Err(BorrowError::NotAvailable {
             feature: license.key.feature.clone(),

@@ -115,7 +115,7 @@ pub struct LicenseEntry {
 }
 
 impl From<&License> for LicenseEntry {
-    /// The written form: dates in RFC 3339, durations in seconds (`86400s`).
+    /// The written form: dates in RFC 3339, durations as in a pool file (`14d`).
     fn from(license: &License) -> LicenseEntry {
         LicenseEntry {
             feature: license.key.feature.clone(),
@@ -126,7 +126,7 @@ impl From<&License> for LicenseEntry {
             count: license.count,
             valid_from: license.valid_from.map(format_instant),
             valid_until: license.valid_until.map(format_instant),
-            max_borrow_duration: license.max_borrow_secs.map(|secs| format!("{secs}s")),
+            max_borrow_duration: license.max_borrow_secs.map(format_duration),
             max_borrowed: license.max_borrowed,
             max_per_host: license.max_per_host,
         }
@@ -247,6 +247,17 @@ pub fn pool_from_json(value: &serde_json::Value) -> Result<Pool, PoolError> {
     parse_pool(&value.to_string())
 }
 
+/// Writes a duration as a pool file does, in the largest unit that divides it: `14d`,
+/// `36h`, `90m`, `45s`.
+pub fn format_duration(secs: i64) -> String {
+    match secs {
+        s if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s != 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Parses `30d`, `12h`, `90m`, `3600s` or a bare number of seconds.
 pub fn parse_duration_secs(text: &str) -> Result<i64, String> {
     let text = text.trim();
@@ -345,6 +356,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("maxAuditEntries"));
+    }
+
+    #[test]
+    fn durations_are_written_in_the_largest_unit_and_read_back() {
+        for (secs, text) in [
+            (14 * 86_400, "14d"),
+            (36 * 3_600, "36h"),
+            (5_400, "90m"),
+            (45, "45s"),
+        ] {
+            assert_eq!(format_duration(secs), text);
+            assert_eq!(parse_duration_secs(text), Ok(secs));
+        }
     }
 
     #[test]

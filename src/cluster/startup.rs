@@ -279,6 +279,18 @@ async fn declare_once(app: &App, path: &std::path::Path, text: &str) -> bool {
             return true;
         }
     };
+    // Most starts: the file is the pool the cluster has. A read, not a log entry.
+    match app.is_declared_pool(&pool).await {
+        Ok(true) => {
+            tracing::debug!(path = %path.display(), "the pool file is the pool in use");
+            return true;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the cluster's pool yet; retrying");
+            return false;
+        }
+    }
     match app.declare_pool(pool).await {
         Ok(plan) if plan.is_empty() => {
             tracing::debug!(path = %path.display(), "the pool file is the pool in use");

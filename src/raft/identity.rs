@@ -51,7 +51,7 @@ pub struct Identity {
     pub admitted: bool,
     /// The cluster it was admitted into, once known.
     pub cluster_id: Option<Uuid>,
-    /// The ledger encoding of this data dir (see [`DATA_FORMAT`]); absent: format 1.
+    /// The ledger encoding of this data dir (see `DATA_FORMAT`); absent: format 1.
     #[serde(default)]
     pub data_format: Option<u32>,
 }
@@ -86,7 +86,7 @@ pub enum IdentityError {
     DataFormat {
         /// The data dir's format.
         found: u32,
-        /// [`DATA_FORMAT`].
+        /// This build's format (`DATA_FORMAT`).
         expected: u32,
     },
     /// Admission into another cluster than the one this node belongs to.

@@ -274,8 +274,13 @@ impl Ledger {
     }
 
     /// Records a membership change (a Raft membership entry, which carries no time: the
-    /// ledger clock stands in).
+    /// ledger clock stands in, so one applied before any leader time is not recorded).
     pub fn record_membership(&mut self, detail: String) {
+        // Before any leader time (a new cluster's first membership) there is no instant to
+        // record it at; the cluster's creation entry follows it.
+        if self.clock == 0 {
+            return;
+        }
         self.audit.record(
             self.clock,
             None,
@@ -451,7 +456,7 @@ impl Ledger {
             Actor::System,
             AuditEvent::PoolApply {
                 detail: format!(
-                    "cluster created with a pool of {} license(s)",
+                    "at the cluster's creation, {} license(s)",
                     pool.licenses.len()
                 ),
             },

@@ -163,7 +163,7 @@ pub fn plan(
             });
         }
     };
-    let secs = |secs: i64| format!("{secs}s");
+    let secs = crate::borrow::pool::format_duration;
     setting(
         "maxBorrowDuration",
         secs(settings.max_borrow_secs),
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(plan.conflicts[0].borrows, vec![Uuid::from_u128(1)]);
         assert_eq!(plan.settings.len(), 1);
         assert_eq!(plan.settings[0].field, "maxBorrowDuration");
-        assert_eq!(plan.settings[0].after, format!("{}s", 7 * DAY));
+        assert_eq!(plan.settings[0].after, "7d");
     }
 
     #[test]

@@ -460,7 +460,7 @@ impl Ledger {
             now,
             caller,
             AuditEvent::PoolApply {
-                detail: format!("applied {source}: {}{forced}", plan.summary()),
+                detail: format!("from {source}: {}{forced}", plan.summary()),
             },
         );
         Ok(plan)
