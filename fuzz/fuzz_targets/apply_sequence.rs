@@ -221,6 +221,17 @@ impl Model {
             .unwrap_or(pool)
     }
 
+    /// The end a borrow from `from` asks for: its own, or with none the longest borrow,
+    /// cut at the license's own end.
+    fn asked_until(&self, request: &BorrowRequest, from: i64) -> i64 {
+        let longest = from + self.max_borrow(&request.key);
+        request.valid_until.unwrap_or_else(|| {
+            self.license(&request.key)
+                .and_then(|license| license.valid_until)
+                .map_or(longest, |end| longest.min(end))
+        })
+    }
+
     fn retained(&self, record: &BorrowRecord) -> bool {
         self.clock < record.valid_until.saturating_add(self.retention())
     }
@@ -294,9 +305,7 @@ impl Model {
 
     fn granted(&mut self, request: &BorrowRequest, record: &BorrowRecord) {
         let from = request.valid_from.unwrap_or(self.clock);
-        let until = request
-            .valid_until
-            .unwrap_or(from + self.max_borrow(&request.key));
+        let until = self.asked_until(request, from);
         assert_eq!(
             (record.valid_from, record.valid_until),
             (from, until),
@@ -338,9 +347,7 @@ impl Model {
         if let BorrowError::NotAvailable { count, .. } = refusal {
             assert_eq!(*count, license.count);
             let from = request.valid_from.unwrap_or(self.clock);
-            let until = request
-                .valid_until
-                .unwrap_or(from + self.max_borrow(&request.key));
+            let until = self.asked_until(request, from);
             let held = self.max_overlap(&request.key, from, until);
             assert!(
                 held >= license.count as usize,
