@@ -1,5 +1,5 @@
-//! License administration (the JSON-RPC extension of `/tmp/admin-api.md`, later
-//! docs/protocol.md) against real 3-node `licensed` clusters on loopback: every method
+//! License administration (the JSON-RPC extension the README's *License administration*
+//! describes) against real 3-node `licensed` clusters on loopback: every method
 //! through every node, admin methods refused without the admin token, renewals and shrinks
 //! while borrows are held, blocked hosts, paging through many borrows while more arrive,
 //! the audit trail, the declarative `--pool` file and the license check.
