@@ -1,5 +1,5 @@
 //! License and host administration, the audit trail, borrow search and license checks:
-//! the extensions of SPEC §3 beyond the Borrow API. Changes are log entries decided at
+//! the extensions beyond the Borrow API (README, *License administration*). Changes are log entries decided at
 //! apply (`state::ledger::licensing`, `host_admin`); reads are linearizable like every
 //! other read.
 

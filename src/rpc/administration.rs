@@ -1,4 +1,4 @@
-//! The administration methods (extension, SPEC §3): licenses, pools, hosts, the audit
+//! The administration methods (extension; README, *License administration*): licenses, pools, hosts, the audit
 //! trail, borrow search and license checks. Parameters are decoded here; what they may
 //! do is decided in `app` and at apply.
 
