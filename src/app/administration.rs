@@ -1,7 +1,7 @@
 //! License and host administration, the audit trail, borrow search and license checks:
-//! the extensions beyond the Borrow API (README, *License administration*). Changes are log entries decided at
-//! apply (`state::ledger::licensing`, `host_admin`); reads are linearizable like every
-//! other read.
+//! the extensions beyond the Borrow API (README, *License administration*). Changes are
+//! log entries decided at apply (`state::ledger::licensing`, `host_admin`); reads are
+//! linearizable like every other read.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
-//! The administration methods (extension; README, *License administration*): licenses, pools, hosts, the audit
-//! trail, borrow search and license checks. Parameters are decoded here; what they may
-//! do is decided in `app` and at apply.
+//! The administration methods (extension; README, *License administration*): licenses,
+//! pools, hosts, the audit trail, borrow search and license checks. Parameters are
+//! decoded here; what they may do is decided in `app` and at apply.
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
