@@ -183,6 +183,19 @@ impl App {
         Ok(ledger.hosts().page(blocked, after.as_ref(), limit))
     }
 
+    /// One host as the registry holds it (a linearizable read).
+    pub async fn host(
+        &self,
+        principal: &Principal,
+        host_id: &HostId,
+    ) -> Result<Option<HostRecord>, AppError> {
+        principal.check(Access::READ_HOSTS)?;
+        let _ = self.linearize().await?;
+        let ledger = self.node.ledger.read();
+        App::recheck(&ledger, principal, Access::READ_HOSTS)?;
+        Ok(ledger.hosts().get(host_id).cloned())
+    }
+
     /// A page of the audit trail, oldest first, after sequence number `after`.
     pub async fn audit_page(
         &self,

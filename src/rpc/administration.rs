@@ -115,11 +115,12 @@ pub async fn list_hosts(
     if let Some(host) = params.optional_str("hostId")? {
         // One host: a page of at most one, no cursor.
         let host = host_id(host)?;
-        let (hosts, _) = app.hosts_page(who, blocked, None, usize::MAX).await?;
-        let found: Vec<Value> = hosts
-            .iter()
-            .filter(|record| record.host_id == host)
-            .map(|record| host_json(record))
+        let found: Vec<Value> = app
+            .host(who, &host)
+            .await?
+            .filter(|record| blocked.is_none_or(|wanted| record.blocked.is_some() == wanted))
+            .map(|record| host_json(&record))
+            .into_iter()
             .collect();
         return to_json(json!({ "hosts": found }));
     }

@@ -659,11 +659,6 @@ impl Ledger {
         self.declared_pool.as_ref()
     }
 
-    /// Every license of the pool, ordered by feature then uuid.
-    pub fn pool_licenses(&self) -> impl Iterator<Item = &License> {
-        self.slots.values().filter_map(|slot| slot.license.as_ref())
-    }
-
     /// Whether a borrow with `request_id` is remembered (a repeat answers its outcome).
     pub fn remembers_request(&self, request_id: &str) -> bool {
         self.requests.contains_key(request_id)
