@@ -24,6 +24,9 @@
 #![cfg_attr(not(test), deny(unused_crate_dependencies))]
 #![warn(missing_docs)]
 
+// A dependency for its features only (see Cargo.toml): one RocksDB build for every target.
+use libc as _;
+
 pub mod app;
 pub mod borrow;
 #[cfg(feature = "failpoints")]

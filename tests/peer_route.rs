@@ -51,10 +51,7 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
     use licensed::raft::NodeAddr;
 
     let mut cluster = Cluster::start(3, POOL, &["--request-timeout-ms", "2000"]).await;
-    let leader = cluster.leader().await;
-    for i in (0..3).filter(|i| *i != leader) {
-        cluster.pause(i);
-    }
+    let leader = leader_alone(&mut cluster).await;
     let proposal = Proposal::Borrow {
         borrow_id: uuid::Uuid::new_v4(),
         request: BorrowRequest {
@@ -94,4 +91,34 @@ async fn a_leader_without_a_quorum_answers_a_forwarded_batch_within_its_deadline
     assert_eq!(answers.len(), 1);
     assert!(answers[0].is_err(), "{answers:?}");
     assert!(waited < Duration::from_secs(30), "held for {waited:?}");
+}
+
+/// Freezes every node but the leader, and returns the leader's index once the others are
+/// stopped and it still calls itself the leader (on a loaded machine an election can move
+/// the lead between asking who leads and freezing the others: then it starts over).
+async fn leader_alone(cluster: &mut Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = cluster.leader().await;
+        let others: Vec<usize> = (0..cluster.nodes.len()).filter(|i| *i != leader).collect();
+        for &i in &others {
+            cluster.pause(i);
+        }
+        while others
+            .iter()
+            .any(|&i| cluster.nodes[i].proc_state() != Some('T'))
+        {
+            assert!(Instant::now() < deadline, "the followers did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let status = cluster.nodes[leader].status().await;
+        let leads = matches!(&status, Ok(s) if s.leader == Some(cluster.nodes[leader].id()));
+        if leads {
+            return leader;
+        }
+        for &i in &others {
+            cluster.resume(i);
+        }
+        assert!(Instant::now() < deadline, "no stable leader: {status:?}");
+    }
 }

@@ -146,7 +146,16 @@ async fn form_or_rejoin(
     if created {
         tracing::info!(members = peers.len(), "created a new cluster");
     }
-    if !node.identity.get().admitted {
+    // Admitted is not yet a member: a leader admits a joining data dir before it adds it,
+    // and the addition can still fail (another change in progress, a leader change), so
+    // ask again until this node has the cluster's membership.
+    let member = node.identity.get().admitted
+        && node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(MembershipError::raft)?;
+    if !member {
         match formation::find_cluster(node, peers).await? {
             Some(target) => join(node, &target, addr, admin_token).await?,
             None => return Err(MembershipError::NotAdmitted(node.id)),

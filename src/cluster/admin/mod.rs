@@ -49,6 +49,10 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on an admin call to another node: the leader's own bound (a learner catching
 /// up) plus a margin.
 pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(CATCH_UP_TIMEOUT.as_secs() + 10);
+/// How long a change asked during an election waits for a leader before it is refused:
+/// several election timeouts, so a change asked right after a leadership transfer or a
+/// leader's crash finds the new leader instead of failing.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct AdminState {
@@ -214,7 +218,7 @@ where
         return refusal;
     }
     let raft = &state.raft;
-    let answer = match known_leader(raft) {
+    let answer = match wait_for_leader(raft).await {
         Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
         Some((leader, addr)) => {
             let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
@@ -232,6 +236,27 @@ where
         None => Err(ClusterError::NotLeader { leader: None }.into()),
     };
     AdminAnswer::from_result(answer).into_response()
+}
+
+/// The leader this node knows, waiting up to [`LEADER_WAIT`] for one while an election
+/// is under way (a node learns of a new leader only from its first message).
+async fn wait_for_leader(raft: &Raft) -> Option<(NodeId, NodeAddr)> {
+    if let Some(leader) = known_leader(raft) {
+        return Some(leader);
+    }
+    // A leader that is no longer a member (it just removed itself) counts as none. A
+    // timeout leaves the answer "no leader", which the caller reports.
+    let _ = raft
+        .wait(Some(LEADER_WAIT))
+        .metrics(
+            |m| {
+                m.current_leader
+                    .is_some_and(|l| m.membership_config.membership().get_node(&l).is_some())
+            },
+            "a known leader that is a member",
+        )
+        .await;
+    known_leader(raft)
 }
 
 /// One membership change, bounded by [`CHANGE_TIMEOUT`].
