@@ -6,6 +6,10 @@
 #                                    a wrong value type and a removed API version
 #   deploy/validate.sh --chart DIR   validate another copy of the chart (the self-test's)
 #   deploy/validate.sh --no-install  use what is installed (fail if something is missing)
+#   deploy/validate.sh --render VALUES.yaml...
+#                                    print the chart rendered with these values (on top of
+#                                    values.yaml) as one JSON list of objects; the tests
+#                                    run the rendered StatefulSet's pods (tests/kubernetes.rs)
 #
 # Steps (each timed; every step runs even after a failure, so one run reports everything):
 #   1. the chart's files/ (Grafana dashboard, Prometheus alerts) are deploy/'s files:
@@ -41,6 +45,7 @@ chart="$root/helm/licensed"
 cache="${LICENSED_VALIDATE_HOME:-$HOME/.cache/licensed/validate}"
 install=1
 mode=validate
+render_values=()
 
 # Pinned tool versions (bump deliberately; the cache is refreshed when they change).
 HELM_PYTHON_SDK_VERSION=0.2.2
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --self-test) mode="self-test" ;;
     --chart) chart="$(cd "$2" && pwd)"; shift ;;
     --no-install) install=0 ;;
+    --render) mode=render; shift; render_values=("$@"); break ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "validate: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -322,5 +328,16 @@ self_test() {
   return $rc
 }
 
-if [ "$install" = 1 ]; then install_tools; else check_tools; fi
-if [ "$mode" = self-test ]; then self_test; else validate; fi
+if [ "$install" = 1 ]; then
+  # Rendering needs only the Python tools; their installation talks on stderr, not stdout.
+  if [ "$mode" = render ]; then install_tools >&2; else install_tools; fi
+else
+  check_tools
+fi
+case "$mode" in
+  self-test) self_test ;;
+  # Helm's loader logs every followed link (files/ -> deploy/): expected, not news.
+  render) "$venv/bin/python" "$here/render.py" --chart "$chart" "${render_values[@]}" \
+    2> >(grep -v 'found symbolic link in path' >&2) ;;
+  *) validate ;;
+esac

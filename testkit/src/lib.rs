@@ -24,6 +24,7 @@ mod binary;
 mod cluster;
 mod error;
 mod node;
+pub mod pods;
 mod ports;
 mod process;
 mod server;
