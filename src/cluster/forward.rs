@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::borrow::check::BorrowRequest;
 use crate::borrow::host_id::HostId;
-use crate::borrow::time::{self, UnixSeconds};
+use crate::borrow::time::UnixSeconds;
 use crate::metrics::proposals::ProposalInFlight;
 use crate::state::{ApiKeyChange, Bootstrap, Command, HostChange, KeyId, LicenseChange, Outcome};
 use crate::telemetry::trace_export;
@@ -207,19 +207,40 @@ pub struct NodeInfo {
     pub cluster_id: Option<Uuid>,
 }
 
-/// Refuses when this node leads with a clock a quorum of the voters disagrees with: what
-/// it stamps would drag the ledger clock (see `raft/clock.rs`).
-fn check_clock(raft: &Raft, clocks: &ClockBook) -> Result<(), ClusterError> {
+/// Refuses unless this node leads, by its published metrics, with a clock a quorum of the
+/// voters agrees with: what it stamps would drag the ledger clock (see `raft/clock.rs`).
+///
+/// A node whose metrics do not (yet) say it leads is refused too, never let through to
+/// stamp: the metrics trail the Raft core, so a node that has just won an election may
+/// still read as a follower here while its core already accepts writes, and a write
+/// stamped in that window would carry a clock nobody checked. The caller retries; by
+/// then the metrics say who leads.
+fn check_clock(raft: &Raft, clocks: &ClockBook, now_ms: i64) -> Result<(), ClusterError> {
     use openraft::async_runtime::WatchReceiver;
     let metrics = raft.metrics();
     let metrics = metrics.borrow_watched();
     if metrics.current_leader != Some(metrics.id) {
-        return Ok(());
+        let leader = metrics.current_leader.and_then(|leader| {
+            let addr = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned();
+            addr.map(|addr| (leader, addr))
+        });
+        return Err(ClusterError::NotLeader { leader });
     }
     let voters = metrics.membership_config.membership().voter_ids().collect();
     clocks
-        .may_stamp(metrics.id, &voters)
+        .may_stamp_at(metrics.id, &voters, now_ms)
         .map_err(ClusterError::ClockOff)
+}
+
+/// This node's clock, read once for both the clock check and the stamp (see
+/// [`ClockBook::may_stamp_at`]): Unix milliseconds, and the stamp's whole seconds.
+fn stamp_clock() -> (i64, UnixSeconds) {
+    let now_ms = crate::raft::clock::wall_ms();
+    (now_ms, now_ms.div_euclid(1000))
 }
 
 /// Appends a proposal on this node, which must be the leader.
@@ -229,11 +250,12 @@ pub async fn propose_local(
     clocks: &ClockBook,
     proposal: Proposal,
 ) -> Result<Outcome, ClusterError> {
-    check_clock(raft, clocks)?;
+    let (now_ms, now) = stamp_clock();
+    check_clock(raft, clocks, now_ms)?;
     // Dropped unfinished (a timeout abandons the wait) it counts as failed.
     let in_flight = ProposalInFlight::start();
     let written = raft
-        .client_write(proposal.stamp(time::now()))
+        .client_write(proposal.stamp(now))
         .instrument(tracing::info_span!("commit_wait"))
         .await;
     match written {
@@ -270,10 +292,11 @@ pub(crate) fn ack_before_commit(
     {
         return None;
     }
-    if let Err(refused) = check_clock(&node.raft, &node.clocks) {
+    let (now_ms, now) = stamp_clock();
+    if let Err(refused) = check_clock(&node.raft, &node.clocks, now_ms) {
         return Some(Err(refused));
     }
-    let command = proposal.clone().stamp(time::now());
+    let command = proposal.clone().stamp(now);
     let mut as_if_applied = node.ledger.read().clone();
     let outcome = as_if_applied.apply(&command);
     let raft = node.raft.clone();
@@ -286,12 +309,16 @@ pub(crate) fn ack_before_commit(
 /// On the leader: a log index such that a state machine that has applied it reflects
 /// every write acknowledged before this call, with the leader's clock (see [`ReadPoint`]).
 pub async fn read_index_local(raft: &Raft, clocks: &ClockBook) -> Result<ReadPoint, ClusterError> {
-    check_clock(raft, clocks)?;
     match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
-        Ok(linearizer) => Ok(ReadPoint {
-            index: linearizer.read_log_id().index(),
-            now: time::now(),
-        }),
+        Ok(linearizer) => {
+            // The read's time is checked like a write's stamp, from the same reading.
+            let (now_ms, now) = stamp_clock();
+            check_clock(raft, clocks, now_ms)?;
+            Ok(ReadPoint {
+                index: linearizer.read_log_id().index(),
+                now,
+            })
+        }
         Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
             Err(ClusterError::NotLeader {
                 leader: forward.leader_id.zip(forward.leader_node),

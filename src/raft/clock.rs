@@ -139,17 +139,34 @@ impl ClockBook {
     }
 
     fn agrees(&self, peer: NodeId) -> Option<bool> {
+        self.agrees_at(peer, wall_ms())
+    }
+
+    /// Whether `peer`'s clock agrees with ours when ours reads `now_ms`.
+    fn agrees_at(&self, peer: NodeId, now_ms: i64) -> Option<bool> {
         let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
         let sample = samples.get(&peer).filter(|s| s.is_fresh())?;
-        Some(sample.offset_now(wall_ms()).abs() <= self.max_offset_ms + sample.error_ms)
+        Some(sample.offset_now(now_ms).abs() <= self.max_offset_ms + sample.error_ms)
     }
 
     /// Whether this node, leading `voters`, may stamp: the voters whose clocks agree with
     /// its own, itself included, form a quorum. `Err` says why not.
     pub fn may_stamp(&self, me: NodeId, voters: &BTreeSet<NodeId>) -> Result<(), String> {
+        self.may_stamp_at(me, voters, wall_ms())
+    }
+
+    /// [`ClockBook::may_stamp`] for the stamp `now_ms`, our clock as read for the stamp
+    /// itself: checked and stamped from one reading, a clock that steps in between (an
+    /// NTP step, a VM resumed) cannot slip an unchecked time into the ledger.
+    pub fn may_stamp_at(
+        &self,
+        me: NodeId,
+        voters: &BTreeSet<NodeId>,
+        now_ms: i64,
+    ) -> Result<(), String> {
         let agreeing = voters
             .iter()
-            .filter(|&&id| id == me || self.agrees(id) == Some(true))
+            .filter(|&&id| id == me || self.agrees_at(id, now_ms) == Some(true))
             .count();
         let quorum = voters.len() / 2 + 1;
         if voters.len() <= 1 || agreeing >= quorum {
