@@ -10,6 +10,8 @@
 #   LICENSED   the licensed binary (default: target/debug/licensed, or $CARGO_TARGET_DIR/debug/licensed)
 #   LICENSED_EXTRA_ARGS   extra flags for every node (e.g. election timeouts)
 #
+# The nodes authenticate each other with a cluster secret (HMAC on every peer request),
+# as a production cluster without peer certificates does, so its cost is measured.
 # The pool has one license with a huge count (borrows never conflict) and one with 5
 # seats. Prints the client URLs (comma-separated, for --licensed) and the node PIDs.
 set -euo pipefail
@@ -50,6 +52,7 @@ cat >"$DIR/pool.json" <<'POOL'
 [{"feature":"MVTec_HALCON","uuid":"bench","version":"26.05","edition":"Steady","modules":"fc","count":100000000},
  {"feature":"MVTec_HDevelop","uuid":"five","version":"26.05","edition":"Progress","modules":"f","count":5}]
 POOL
+[[ -s "$DIR/cluster.secret" ]] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DIR/cluster.secret"
 peers=""
 for i in 0 1 2; do peers+="${peers:+,}$((i + 1))=127.0.0.1:${RAFT_PORTS[$i]}"; done
 for i in 0 1 2; do
@@ -57,7 +60,8 @@ for i in 0 1 2; do
     # shellcheck disable=SC2086
     RUST_LOG=warn "$LICENSED" --node-id "$id" --listen "127.0.0.1:${API_PORTS[$i]}" \
         --raft-listen "127.0.0.1:${RAFT_PORTS[$i]}" --data-dir "$DIR/node$id" \
-        --pool "$DIR/pool.json" --peers "$peers" ${LICENSED_EXTRA_ARGS:-} \
+        --pool "$DIR/pool.json" --peers "$peers" --cluster-secret-file "$DIR/cluster.secret" \
+        ${LICENSED_EXTRA_ARGS:-} \
         >"$DIR/node$id.log" 2>&1 &
     echo $! >"$DIR/node$id.pid"
 done

@@ -1,7 +1,13 @@
 //! `licensed` against etcd under the same load engine, back to back, same parameters: for
 //! each client count and run, a licensed borrow against an etcd compare-and-put, and
-//! licensed get and list against an etcd linearizable range. Prints every run, then the
-//! medians across runs with licensed/etcd ratios as a Markdown table.
+//! licensed get and list against an etcd linearizable range. etcd is driven through its
+//! native gRPC API (`etcd-client`, what an etcd user deploys) and through its JSON
+//! gateway (HTTP/1.1 like the Borrow API), native first. Prints every run, then the
+//! medians across runs with licensed/etcd ratios as Markdown tables.
+//!
+//! `--via follower` (or `leader`) puts the first client of every case on a follower (the
+//! leader) of each system, found from licensed's `/metrics` and etcd's status call: the
+//! single-client cases then measure the path through a follower.
 //!
 //! Start both clusters first (`benches/start-etcd.sh` starts etcd), then:
 //!
@@ -30,8 +36,8 @@ use serde::Serialize;
 
 use licensed_loadgen::duration::{format_duration, parse_duration};
 use licensed_loadgen::{
-    self, EngineConfig, EtcdOp, EtcdTarget, LicensedOp, LicensedTarget, LicensedWorkload, Mix,
-    Report,
+    self, EngineConfig, EtcdNativeTarget, EtcdOp, EtcdTarget, LicensedOp, LicensedTarget,
+    LicensedWorkload, Mix, Report,
 };
 
 /// The comparisons: a licensed operation and its closest etcd equivalent.
@@ -53,6 +59,20 @@ struct CompareArgs {
     /// etcd client URLs, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "URL,...")]
     etcd: Vec<String>,
+    /// etcd APIs to drive, in this order: `grpc` (native client), `gateway` (JSON over
+    /// HTTP/1.1).
+    #[arg(long, value_delimiter = ',', default_value = "grpc,gateway")]
+    #[serde(serialize_with = "api_names")]
+    etcd_api: Vec<EtcdApi>,
+    /// HTTP/2 connections per etcd endpoint for the gRPC client, shared by the workers
+    /// on that endpoint.
+    #[arg(long, default_value_t = 1)]
+    etcd_connections: usize,
+    /// Which node of each cluster the first client (of `n` spread round-robin) talks to:
+    /// `any` (the order given), `follower` or `leader`.
+    #[arg(long, value_enum, default_value = "any")]
+    #[serde(serialize_with = "via_name")]
+    via: Via,
     /// The licensed operations to measure, in this order, each beside its etcd
     /// counterpart (borrow: compare-and-put; get, list: linearizable range). `list,get`
     /// on fresh clusters measures list on a small pool (see the module doc).
@@ -96,6 +116,44 @@ fn op_names<S: serde::Serializer>(ops: &[LicensedOp], serializer: S) -> Result<S
     serializer.collect_seq(ops.iter().map(|op| op.to_string()))
 }
 
+fn api_names<S: serde::Serializer>(apis: &[EtcdApi], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(apis.iter().map(|api| api.name()))
+}
+
+fn via_name<S: serde::Serializer>(via: &Via, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(match via {
+        Via::Any => "any",
+        Via::Follower => "follower",
+        Via::Leader => "leader",
+    })
+}
+
+/// How etcd is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum EtcdApi {
+    /// The native gRPC API through `etcd-client`.
+    Grpc,
+    /// The JSON gateway (`/v3/kv/...`).
+    Gateway,
+}
+
+impl EtcdApi {
+    fn name(self) -> &'static str {
+        match self {
+            EtcdApi::Grpc => "grpc",
+            EtcdApi::Gateway => "gateway",
+        }
+    }
+}
+
+/// Where the first client goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    Any,
+    Follower,
+    Leader,
+}
+
 fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
@@ -104,14 +162,15 @@ fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Case {
     Licensed(LicensedOp),
-    Etcd(EtcdOp),
+    Etcd(EtcdApi, EtcdOp),
 }
 
 impl Case {
     fn label(self) -> String {
         match self {
             Case::Licensed(op) => format!("licensed {op}"),
-            Case::Etcd(op) => format!("etcd {op}"),
+            Case::Etcd(EtcdApi::Grpc, op) => format!("etcd-grpc {op}"),
+            Case::Etcd(EtcdApi::Gateway, op) => format!("etcd-gw {op}"),
         }
     }
 }
@@ -176,7 +235,18 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--ops: {op} has no etcd counterpart (borrow, get and list do)");
     }
+    if args.etcd_connections == 0 {
+        anyhow::bail!("--etcd-connections must be at least 1");
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
+    let mut args = args;
+    args.licensed = order_licensed(&args.licensed, args.via).await?;
+    args.etcd = order_etcd(&args.etcd, args.via).await?;
+    if args.via != Via::Any {
+        println!("licensed nodes in order: {}", args.licensed.join(", "));
+        println!("etcd endpoints in order: {}", args.etcd.join(", "));
+    }
+    let args = args;
     let cases = cases(&args);
     println!(
         "# licensed vs etcd: {} per case after {} warm-up, {} run(s), {}, seed {seed}\n",
@@ -257,12 +327,14 @@ fn cases(args: &CompareArgs) -> Vec<Case> {
         .filter_map(|op| PAIRS.iter().find(|(licensed, _)| licensed == op));
     for &(licensed, etcd) in pairs {
         let licensed = Case::Licensed(licensed);
-        let etcd = Case::Etcd(etcd);
         if !args.licensed.is_empty() && !cases.contains(&licensed) {
             cases.push(licensed);
         }
-        if !args.etcd.is_empty() && !cases.contains(&etcd) {
-            cases.push(etcd);
+        for &api in &args.etcd_api {
+            let etcd = Case::Etcd(api, etcd);
+            if !args.etcd.is_empty() && !cases.contains(&etcd) {
+                cases.push(etcd);
+            }
         }
     }
     cases
@@ -279,7 +351,17 @@ async fn run_case(args: &CompareArgs, case: Case, config: &EngineConfig) -> anyh
             let target = LicensedTarget::connect(&args.licensed, workload, args.timeout).await?;
             licensed_loadgen::run(&target, config).await?
         }
-        Case::Etcd(op) => {
+        Case::Etcd(EtcdApi::Grpc, op) => {
+            let target = EtcdNativeTarget::connect(
+                &args.etcd,
+                Mix::single(op),
+                args.timeout,
+                args.etcd_connections,
+            )
+            .await?;
+            licensed_loadgen::run(&target, config).await?
+        }
+        Case::Etcd(EtcdApi::Gateway, op) => {
             let target = EtcdTarget::new(&args.etcd, Mix::single(op), args.timeout)?;
             licensed_loadgen::run(&target, config).await?
         }
@@ -358,29 +440,36 @@ fn table(args: &CompareArgs, medians: &MedianMap) -> String {
     let mut out = format!("Medians of {} run(s):\n\n", args.runs);
     let both = !args.licensed.is_empty() && !args.etcd.is_empty();
     if both {
-        out.push_str("| clients | licensed | etcd | licensed ops/s | etcd ops/s | ops/s ratio | licensed p50 ms | etcd p50 ms | licensed p99 ms | etcd p99 ms | p99 ratio |\n");
-        out.push_str("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-        for &clients in &args.clients {
-            for (licensed_op, etcd_op) in PAIRS {
-                let licensed = medians.get(&(clients, Case::Licensed(licensed_op)));
-                let etcd = medians.get(&(clients, Case::Etcd(etcd_op)));
-                let (Some((_, l)), Some((_, e))) = (licensed, etcd) else {
-                    continue;
-                };
-                out.push_str(&format!(
-                    "| {clients} | {licensed_op} | {etcd_op} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
-                    l.throughput,
-                    e.throughput,
-                    ratio(l.throughput, e.throughput),
-                    l.p50_ms,
-                    e.p50_ms,
-                    l.p99_ms,
-                    e.p99_ms,
-                    ratio(l.p99_ms, e.p99_ms),
-                ));
+        for &api in &args.etcd_api {
+            out.push_str(match api {
+                EtcdApi::Grpc => "licensed against etcd's native gRPC client:\n\n",
+                EtcdApi::Gateway => "licensed against etcd's JSON gateway:\n\n",
+            });
+            out.push_str("| clients | licensed | etcd | licensed ops/s | etcd ops/s | ops/s ratio | licensed p50 ms | etcd p50 ms | licensed p99 ms | etcd p99 ms | p99 ratio |\n");
+            out.push_str("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+            for &clients in &args.clients {
+                for (licensed_op, etcd_op) in PAIRS {
+                    let licensed = medians.get(&(clients, Case::Licensed(licensed_op)));
+                    let etcd = medians.get(&(clients, Case::Etcd(api, etcd_op)));
+                    let (Some((_, l)), Some((_, e))) = (licensed, etcd) else {
+                        continue;
+                    };
+                    out.push_str(&format!(
+                        "| {clients} | {licensed_op} | {etcd_op} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+                        l.throughput,
+                        e.throughput,
+                        ratio(l.throughput, e.throughput),
+                        l.p50_ms,
+                        e.p50_ms,
+                        l.p99_ms,
+                        e.p99_ms,
+                        ratio(l.p99_ms, e.p99_ms),
+                    ));
+                }
             }
+            out.push('\n');
         }
-        out.push_str("\nops/s ratio: licensed/etcd throughput (above 1: licensed is faster); p99 ratio: licensed/etcd (above 1: licensed is slower).\n");
+        out.push_str("ops/s ratio: licensed/etcd throughput (above 1: licensed is faster); p99 ratio: licensed/etcd (above 1: licensed is slower).\n");
     } else {
         out.push_str("| clients | case | ops/s | p50 ms | p99 ms | errors |\n");
         out.push_str("|--:|---|--:|--:|--:|--:|\n");
@@ -396,4 +485,71 @@ fn table(args: &CompareArgs, medians: &MedianMap) -> String {
         }
     }
     out
+}
+
+/// The licensed node URLs with the one `via` asks for first (the others keep their
+/// order); a node's role is read from its `licensed_raft_is_leader` gauge.
+async fn order_licensed(urls: &[String], via: Via) -> anyhow::Result<Vec<String>> {
+    if via == Via::Any || urls.is_empty() {
+        return Ok(urls.to_vec());
+    }
+    let http = reqwest::Client::new();
+    let mut leaders = Vec::new();
+    for url in urls {
+        let base = licensed::client::normalize_server_url(url)?;
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .and_then(|response| response.error_for_status())
+            .with_context(|| format!("cannot read {base}/metrics"))?
+            .text()
+            .await?;
+        let leads = text
+            .lines()
+            .any(|line| line.trim() == "licensed_raft_is_leader 1");
+        leaders.push(leads);
+    }
+    first_matching(urls, &leaders, via)
+}
+
+/// The etcd endpoints with the one `via` asks for first; a member leads when its status
+/// names itself as leader.
+async fn order_etcd(urls: &[String], via: Via) -> anyhow::Result<Vec<String>> {
+    if via == Via::Any || urls.is_empty() {
+        return Ok(urls.to_vec());
+    }
+    let mut leaders = Vec::new();
+    for url in urls {
+        let endpoint = licensed_loadgen::etcd_native_target::endpoint_url(url);
+        let mut client = etcd_client::Client::connect([endpoint.as_str()], None)
+            .await
+            .with_context(|| format!("cannot connect to etcd at {endpoint}"))?;
+        let status = client
+            .status()
+            .await
+            .with_context(|| format!("no status from etcd at {endpoint}"))?;
+        let member = status.header().map(|header| header.member_id());
+        leaders.push(member == Some(status.leader()));
+    }
+    first_matching(urls, &leaders, via)
+}
+
+fn first_matching(urls: &[String], leaders: &[bool], via: Via) -> anyhow::Result<Vec<String>> {
+    let wanted = via == Via::Leader;
+    let Some(first) = leaders.iter().position(|&leads| leads == wanted) else {
+        anyhow::bail!(
+            "no {} among {}",
+            if wanted { "leader" } else { "follower" },
+            urls.join(", ")
+        );
+    };
+    let mut ordered = vec![urls[first].clone()];
+    ordered.extend(
+        urls.iter()
+            .enumerate()
+            .filter(|&(index, _)| index != first)
+            .map(|(_, url)| url.clone()),
+    );
+    Ok(ordered)
 }

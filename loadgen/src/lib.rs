@@ -18,13 +18,15 @@
 //! - [`engine`]: workers, loops, phases; [`schedule`]: the time arithmetic of a run.
 //! - [`target`]: the target and worker traits; [`outcome`]: error codes.
 //! - [`licensed_target`], [`licenses`]: the Borrow API load and the licenses it aims at.
-//! - [`etcd_target`]: the etcd equivalents (compare-and-put, put, linearizable range).
+//! - [`etcd_target`]: the etcd equivalents (compare-and-put, put, linearizable range)
+//!   through etcd's JSON gateway; [`etcd_native_target`]: the same through its gRPC API.
 //! - [`stats`]: per-worker recording; [`report`]: the merged result.
 //! - [`mix`], [`duration`]: what the command line says; [`cli`]: `licensectl bench`.
 
 pub mod cli;
 pub mod duration;
 pub mod engine;
+pub mod etcd_native_target;
 pub mod etcd_target;
 pub mod licensed_target;
 pub mod licenses;
@@ -37,6 +39,7 @@ pub mod target;
 
 pub use cli::{run_bench, BenchArgs, BenchOp};
 pub use engine::{run, EngineConfig, EngineError};
+pub use etcd_native_target::EtcdNativeTarget;
 pub use etcd_target::{EtcdOp, EtcdTarget};
 pub use licensed_target::{LicensedOp, LicensedTarget, LicensedWorkload};
 pub use mix::Mix;
