@@ -23,6 +23,9 @@ LICENSECTL=${LICENSECTL:-$TARGET/debug/licensectl}
 URLS=${URLS:-http://127.0.0.1:22022,http://127.0.0.1:22032,http://127.0.0.1:22042}
 WARMUP=${WARMUP:-2s}
 TICKS=$(getconf CLK_TCK)
+URL_ARGS=()
+IFS=, read -r -a url_list <<<"$URLS"
+for url in "${url_list[@]}"; do URL_ARGS+=(--url "$url"); done
 
 mapfile -t PIDS < <(cat "$DIR"/node*.pid)
 [[ ${#PIDS[@]} -gt 0 ]] || { echo "cpu-per-op: no node*.pid in $DIR" >&2; exit 1; }
@@ -32,7 +35,7 @@ mapfile -t PIDS < <(cat "$DIR"/node*.pid)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # The warm-up runs first, unmeasured, so the counters cover only the measured run.
-"$LICENSECTL" bench --url "$URLS" --op "$OP" --clients "$CLIENTS" --duration "$WARMUP" --json >/dev/null
+"$LICENSECTL" bench "${URL_ARGS[@]}" --op "$OP" --clients "$CLIENTS" --duration "$WARMUP" --json >/dev/null
 declare -a BEFORE
 for i in "${!PIDS[@]}"; do BEFORE[$i]=$(cpu_ticks "${PIDS[$i]}"); done
 if [[ -n "${PERF_OUT:-}" ]]; then
@@ -41,7 +44,7 @@ if [[ -n "${PERF_OUT:-}" ]]; then
     PERF_PID=$!
     sleep 0.5
 fi
-REPORT=$("$LICENSECTL" bench --url "$URLS" --op "$OP" --clients "$CLIENTS" --duration "$DURATION" --warmup 0s --json)
+REPORT=$("$LICENSECTL" bench "${URL_ARGS[@]}" --op "$OP" --clients "$CLIENTS" --duration "$DURATION" --warmup 0s --json)
 if [[ -n "${PERF_OUT:-}" ]]; then
     kill -INT "$PERF_PID"
     wait "$PERF_PID" || true

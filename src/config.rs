@@ -215,7 +215,7 @@ pub struct Config {
     pub election_max_ms: u64,
 
     /// Build a snapshot (and compact the log) every this many applied entries.
-    #[arg(long, env = "LICENSED_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    #[arg(long, env = "LICENSED_SNAPSHOT_EVERY", default_value_t = 100_000)]
     pub snapshot_every: u64,
 
     /// Log format: `text` or `json`.

@@ -745,7 +745,14 @@ impl AuditTrail {
     fn trim(&mut self, now: UnixSeconds) {
         let cutoff = now.saturating_sub(self.retention.max_age_secs.max(0));
         // Times are non-decreasing along the trail: the old ones are all at the front.
-        let old = self.entries.partition_point(|entry| entry.at < cutoff);
+        // Most calls (one per applied entry) find nothing old: the front answers that
+        // without a binary search over the whole trail.
+        let old = match self.entries.front() {
+            Some(oldest) if oldest.at < cutoff => {
+                self.entries.partition_point(|entry| entry.at < cutoff)
+            }
+            _ => 0,
+        };
         let excess = self
             .entries
             .len()

@@ -176,6 +176,9 @@ fn checked(field: HostField, text: Option<&str>) -> Result<Option<String>, HostE
 pub struct HostRegistry {
     /// Shared with snapshots being written; a change copies the record first.
     hosts: BTreeMap<HostId, Arc<HostRecord>>,
+    /// How many of them are blocked: every borrow asks whether its host is, and with
+    /// none blocked (the usual case) the answer needs no search of a large map.
+    blocked: usize,
 }
 
 impl HostRegistry {
@@ -230,6 +233,7 @@ impl HostRegistry {
     ) -> Result<HostRecord, HostError> {
         let reason = checked(HostField::Reason, reason)?;
         let record = self.record_mut(host);
+        let newly_blocked = record.blocked.is_none();
         match &mut record.blocked {
             Some(blocked) => {
                 if reason.is_some() {
@@ -238,7 +242,11 @@ impl HostRegistry {
             }
             None => record.blocked = Some(Blocked { at: now, reason }),
         }
-        Ok(record.clone())
+        let record = record.clone();
+        if newly_blocked {
+            self.blocked += 1;
+        }
+        Ok(record)
     }
 
     /// Lifts the block of `host` (idempotent; registers it if unseen) and answers its
@@ -249,13 +257,25 @@ impl HostRegistry {
             return HostRecord::clone(record);
         }
         let record = self.record_mut(host);
-        record.blocked = None;
-        record.clone()
+        let was_blocked = record.blocked.take().is_some();
+        let record = record.clone();
+        if was_blocked {
+            self.blocked -= 1;
+        }
+        record
     }
 
     /// The block of `host`, if it is blocked.
     pub fn blocked(&self, host: &HostId) -> Option<&Blocked> {
+        if self.blocked == 0 {
+            return None;
+        }
         self.hosts.get(host)?.blocked.as_ref()
+    }
+
+    /// How many hosts are blocked.
+    pub fn blocked_count(&self) -> usize {
+        self.blocked
     }
 
     /// The record of `host`, if registered.
@@ -327,8 +347,9 @@ impl HostRegistry {
         let hosts = records
             .into_iter()
             .map(|record| (record.host_id.clone(), Arc::new(record)))
-            .collect();
-        HostRegistry { hosts }
+            .collect::<BTreeMap<_, _>>();
+        let blocked = hosts.values().filter(|r| r.blocked.is_some()).count();
+        HostRegistry { hosts, blocked }
     }
 }
 
@@ -693,6 +714,32 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted, seen, "in order, each once");
         assert!((0..10).all(|n| seen.contains(&host(n))));
+    }
+
+    #[test]
+    fn the_blocked_count_follows_blocks_unblocks_and_snapshots() {
+        let mut hosts = HostRegistry::default();
+        hosts.record_borrow(&host(1), NOW);
+        assert_eq!(hosts.blocked_count(), 0);
+        assert_eq!(hosts.blocked(&host(1)), None);
+        hosts.block(&host(1), Some("lost"), NOW).expect("blocked");
+        hosts.block(&host(1), None, NOW + 1).expect("blocked again");
+        hosts.block(&host(2), None, NOW).expect("blocked");
+        assert_eq!(hosts.blocked_count(), 2, "a second block of a host counts once");
+        assert!(hosts.blocked(&host(1)).is_some());
+        hosts.unblock(&host(2));
+        hosts.unblock(&host(2));
+        hosts.unblock(&host(3));
+        assert_eq!(hosts.blocked_count(), 1);
+        assert_eq!(hosts.blocked(&host(2)), None);
+        hosts.forget_idle(NOW + 10);
+        assert!(hosts.blocked(&host(1)).is_some(), "a blocked host is never idle");
+        let restored = HostRegistry::from_records(hosts.iter().cloned().collect());
+        assert_eq!(restored.blocked_count(), 1);
+        assert_eq!(restored, hosts);
+        hosts.unblock(&host(1));
+        assert_eq!(hosts.blocked_count(), 0);
+        assert_eq!(hosts.blocked(&host(1)), None);
     }
 
     #[test]
