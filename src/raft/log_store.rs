@@ -44,6 +44,8 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::recent_entries::{RecentEntries, RECENT_ENTRIES};
+
 /// Column family of the log entries, keyed by big-endian index.
 pub const LOGS_CF: &str = "logs";
 /// Column family of the vote, the last purged and the committed log id.
@@ -344,6 +346,8 @@ pub(super) fn index_key(index: u64) -> [u8; 8] {
 /// openraft's replication tasks want.
 pub struct RocksLogReader<C: RaftTypeConfig> {
     db: Arc<DB>,
+    /// The newest entries, served without a RocksDB read (see `recent_entries.rs`).
+    recent: Arc<RecentEntries<C>>,
     _config: PhantomData<C>,
 }
 
@@ -351,6 +355,7 @@ impl<C: RaftTypeConfig> Clone for RocksLogReader<C> {
     fn clone(&self) -> Self {
         RocksLogReader {
             db: Arc::clone(&self.db),
+            recent: Arc::clone(&self.recent),
             _config: PhantomData,
         }
     }
@@ -418,7 +423,10 @@ impl<C: RaftTypeConfig> RocksLogReader<C> {
     }
 }
 
-impl<C: RaftTypeConfig> RaftLogReader<C> for RocksLogReader<C> {
+impl<C: RaftTypeConfig> RaftLogReader<C> for RocksLogReader<C>
+where
+    C::Entry: Clone,
+{
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + fmt::Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -433,6 +441,10 @@ impl<C: RaftTypeConfig> RaftLogReader<C> for RocksLogReader<C> {
             Bound::Excluded(&end) => Some(end),
             Bound::Unbounded => None,
         };
+        let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
+        if let Some(entries) = self.recent.get(start, end_bound) {
+            return Ok(entries);
+        }
         Ok(self.entries(start, end)?)
     }
 
@@ -479,6 +491,7 @@ impl<C: RaftTypeConfig> RocksLogStore<C> {
             flusher: Arc::new(Flusher::start(Arc::clone(&db), Arc::clone(&stats))),
             reader: RocksLogReader {
                 db,
+                recent: Arc::new(RecentEntries::new(RECENT_ENTRIES)),
                 _config: PhantomData,
             },
             stats,
@@ -521,7 +534,10 @@ impl<C: RaftTypeConfig> RocksLogStore<C> {
     }
 }
 
-impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
+impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C>
+where
+    C::Entry: Clone,
+{
     type LogReader = RocksLogReader<C>;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
@@ -569,14 +585,17 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
     {
         let cf = self.reader.cf(LOGS_CF)?;
         let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put_cf(cf, index_key(entry.index()), encode("log entry", &entry)?);
+        let entries: Vec<C::Entry> = entries.into_iter().collect();
+        for entry in &entries {
+            batch.put_cf(cf, index_key(entry.index()), encode("log entry", entry)?);
         }
         fail::fail_point!("log-append-before");
         // Written (readable) now, acknowledged after the flusher's next WAL sync.
         self.db()
             .write(batch)
             .map_err(|error| write_failed("append log entries", error))?;
+        // Readable from memory from now on, like from RocksDB.
+        self.reader.recent.appended(entries);
         fail::fail_point!("log-append-after");
         // Chaos builds only, `LICENSED_BROKEN=skip-flush-wal`: acknowledge at once, without
         // the WAL fsync above (`flush_wal(true)` on the flusher thread), which is the only
@@ -598,6 +617,8 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |log_id| log_id.index().saturating_add(1));
         let cf = self.reader.cf(LOGS_CF)?;
+        // The cache first: from here on no read is served an entry the log is losing.
+        self.reader.recent.truncate_from(from);
         // Index u64::MAX is never a real entry, so an exclusive end there covers the tail.
         self.db()
             .delete_range_cf(cf, index_key(from), index_key(u64::MAX))
@@ -611,6 +632,7 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for RocksLogStore<C> {
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
         let logs = self.reader.cf(LOGS_CF)?;
         let meta = self.reader.cf(META_CF)?;
+        self.reader.recent.purge_upto(log_id.index());
         let mut batch = WriteBatch::default();
         // The purge mark goes first and in the same atomic batch: the log state never
         // shows a prefix gone without saying up to where.

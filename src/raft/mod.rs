@@ -12,6 +12,7 @@ pub mod log_store;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod peer_api;
+pub(crate) mod recent_entries;
 pub mod routes;
 pub mod state_machine;
 
