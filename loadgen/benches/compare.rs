@@ -68,6 +68,12 @@ struct CompareArgs {
     /// on that endpoint.
     #[arg(long, default_value_t = 1)]
     etcd_connections: usize,
+    /// How licensed is driven, in this order: `h1` (one HTTP/1.1 connection per client,
+    /// like MVTec's client), `h2` (the clients on a node share one HTTP/2 connection, like
+    /// the gRPC client's channel).
+    #[arg(long, value_delimiter = ',', default_value = "h1")]
+    #[serde(serialize_with = "transport_names")]
+    licensed_transport: Vec<Transport>,
     /// Which node of each cluster the first client (of `n` spread round-robin) talks to:
     /// `any` (the order given), `follower` or `leader`.
     #[arg(long, value_enum, default_value = "any")]
@@ -128,6 +134,25 @@ fn via_name<S: serde::Serializer>(via: &Via, serializer: S) -> Result<S::Ok, S::
     })
 }
 
+/// How licensed is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum Transport {
+    /// One HTTP/1.1 keep-alive connection per client.
+    H1,
+    /// One HTTP/2 connection per node, shared by the clients on it.
+    H2,
+}
+
+fn transport_names<S: serde::Serializer>(
+    transports: &[Transport],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(transports.iter().map(|t| match t {
+        Transport::H1 => "h1",
+        Transport::H2 => "h2",
+    }))
+}
+
 /// How etcd is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 enum EtcdApi {
@@ -161,14 +186,15 @@ fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S
 /// One system and operation, e.g. licensed borrow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Case {
-    Licensed(LicensedOp),
+    Licensed(Transport, LicensedOp),
     Etcd(EtcdApi, EtcdOp),
 }
 
 impl Case {
     fn label(self) -> String {
         match self {
-            Case::Licensed(op) => format!("licensed {op}"),
+            Case::Licensed(Transport::H1, op) => format!("licensed {op}"),
+            Case::Licensed(Transport::H2, op) => format!("licensed-h2 {op}"),
             Case::Etcd(EtcdApi::Grpc, op) => format!("etcd-grpc {op}"),
             Case::Etcd(EtcdApi::Gateway, op) => format!("etcd-gw {op}"),
         }
@@ -326,9 +352,11 @@ fn cases(args: &CompareArgs) -> Vec<Case> {
         .iter()
         .filter_map(|op| PAIRS.iter().find(|(licensed, _)| licensed == op));
     for &(licensed, etcd) in pairs {
-        let licensed = Case::Licensed(licensed);
-        if !args.licensed.is_empty() && !cases.contains(&licensed) {
-            cases.push(licensed);
+        for &transport in &args.licensed_transport {
+            let licensed = Case::Licensed(transport, licensed);
+            if !args.licensed.is_empty() && !cases.contains(&licensed) {
+                cases.push(licensed);
+            }
         }
         for &api in &args.etcd_api {
             let etcd = Case::Etcd(api, etcd);
@@ -342,13 +370,17 @@ fn cases(args: &CompareArgs) -> Vec<Case> {
 
 async fn run_case(args: &CompareArgs, case: Case, config: &EngineConfig) -> anyhow::Result<Report> {
     let report = match case {
-        Case::Licensed(op) => {
+        Case::Licensed(transport, op) => {
             let workload = LicensedWorkload {
                 mix: Mix::single(op),
                 conflict_rate: 0.0,
                 licenses: Vec::new(),
             };
-            let target = LicensedTarget::connect(&args.licensed, workload, args.timeout).await?;
+            let mut target =
+                LicensedTarget::connect(&args.licensed, workload, args.timeout).await?;
+            if transport == Transport::H2 {
+                target = target.shared_http2()?;
+            }
             licensed_loadgen::run(&target, config).await?
         }
         Case::Etcd(EtcdApi::Grpc, op) => {
@@ -448,14 +480,21 @@ fn table(args: &CompareArgs, medians: &MedianMap) -> String {
             out.push_str("| clients | licensed | etcd | licensed ops/s | etcd ops/s | ops/s ratio | licensed p50 ms | etcd p50 ms | licensed p99 ms | etcd p99 ms | p99 ratio |\n");
             out.push_str("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
             for &clients in &args.clients {
-                for (licensed_op, etcd_op) in PAIRS {
-                    let licensed = medians.get(&(clients, Case::Licensed(licensed_op)));
+                for ((licensed_op, etcd_op), &transport) in PAIRS
+                    .iter()
+                    .flat_map(|pair| args.licensed_transport.iter().map(move |t| (*pair, t)))
+                {
+                    let licensed = medians.get(&(clients, Case::Licensed(transport, licensed_op)));
                     let etcd = medians.get(&(clients, Case::Etcd(api, etcd_op)));
                     let (Some((_, l)), Some((_, e))) = (licensed, etcd) else {
                         continue;
                     };
+                    let licensed_case = match transport {
+                        Transport::H1 => licensed_op.to_string(),
+                        Transport::H2 => format!("{licensed_op} (h2)"),
+                    };
                     out.push_str(&format!(
-                        "| {clients} | {licensed_op} | {etcd_op} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+                        "| {clients} | {licensed_case} | {etcd_op} | {:.1} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
                         l.throughput,
                         e.throughput,
                         ratio(l.throughput, e.throughput),

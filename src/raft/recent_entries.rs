@@ -37,7 +37,9 @@ impl<C: RaftTypeConfig> RecentEntries<C> {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<C::Entry>> {
         // A panic while holding the lock cannot leave a half-made change that matters:
         // at worst the cache is cleared below on the next discontinuity.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records entries just written to the log, in index order. An entry that does not
@@ -157,7 +159,10 @@ mod tests {
         let written: Vec<Entry> = (1..=8).map(entry).collect();
         cache.appended(written);
         cache.truncate_from(6);
-        assert_eq!(indexes(cache.get(1, Bound::Unbounded)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(
+            indexes(cache.get(1, Bound::Unbounded)),
+            Some(vec![1, 2, 3, 4, 5])
+        );
         // A conflicting suffix rewritten after the truncation.
         let rewritten = Entry::new_normal(log_id::<TestConfig>(2, 1, 6), "new 6".to_string());
         cache.appended([rewritten.clone()]);

@@ -725,7 +725,11 @@ mod tests {
         hosts.block(&host(1), Some("lost"), NOW).expect("blocked");
         hosts.block(&host(1), None, NOW + 1).expect("blocked again");
         hosts.block(&host(2), None, NOW).expect("blocked");
-        assert_eq!(hosts.blocked_count(), 2, "a second block of a host counts once");
+        assert_eq!(
+            hosts.blocked_count(),
+            2,
+            "a second block of a host counts once"
+        );
         assert!(hosts.blocked(&host(1)).is_some());
         hosts.unblock(&host(2));
         hosts.unblock(&host(2));
@@ -733,7 +737,10 @@ mod tests {
         assert_eq!(hosts.blocked_count(), 1);
         assert_eq!(hosts.blocked(&host(2)), None);
         hosts.forget_idle(NOW + 10);
-        assert!(hosts.blocked(&host(1)).is_some(), "a blocked host is never idle");
+        assert!(
+            hosts.blocked(&host(1)).is_some(),
+            "a blocked host is never idle"
+        );
         let restored = HostRegistry::from_records(hosts.iter().cloned().collect());
         assert_eq!(restored.blocked_count(), 1);
         assert_eq!(restored, hosts);
