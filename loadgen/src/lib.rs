@@ -6,7 +6,9 @@
 //! # How a run works
 //! A [`Target`](target::Target) (here [`LicensedTarget`] or [`EtcdTarget`]) makes one
 //! worker per simulated client; each worker is a tokio task with its own keep-alive
-//! HTTP/1.1 connection to one node (nodes are assigned round-robin). The [`engine`] runs
+//! HTTP/1.1 connection to one node (nodes are assigned round-robin), except where a
+//! target shares connections on purpose ([`EtcdNativeTarget`]'s gRPC channels,
+//! [`LicensedTarget::shared_http2`]). The [`engine`] runs
 //! the workers in a closed loop (next request when the answer is in) or a fixed-rate open
 //! loop (requests due at fixed times, latency counted from the due time so that queueing
 //! is not hidden), first for a warm-up that is not recorded, then for the measured time.
