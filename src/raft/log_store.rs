@@ -44,7 +44,7 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::recent_entries::{RecentEntries, RECENT_ENTRIES};
+use super::recent_entries::{RecentEntries, RECENT_BYTES, RECENT_ENTRIES};
 
 /// Column family of the log entries, keyed by big-endian index.
 pub const LOGS_CF: &str = "logs";
@@ -491,7 +491,7 @@ impl<C: RaftTypeConfig> RocksLogStore<C> {
             flusher: Arc::new(Flusher::start(Arc::clone(&db), Arc::clone(&stats))),
             reader: RocksLogReader {
                 db,
-                recent: Arc::new(RecentEntries::new(RECENT_ENTRIES)),
+                recent: Arc::new(RecentEntries::new(RECENT_ENTRIES, RECENT_BYTES)),
                 _config: PhantomData,
             },
             stats,
@@ -585,9 +585,12 @@ where
     {
         let cf = self.reader.cf(LOGS_CF)?;
         let mut batch = WriteBatch::default();
-        let entries: Vec<C::Entry> = entries.into_iter().collect();
-        for entry in &entries {
-            batch.put_cf(cf, index_key(entry.index()), encode("log entry", entry)?);
+        let mut written = Vec::new();
+        for entry in entries {
+            let bytes = encode("log entry", &entry)?;
+            let size = bytes.len();
+            batch.put_cf(cf, index_key(entry.index()), bytes);
+            written.push((entry, size));
         }
         fail::fail_point!("log-append-before");
         // Written (readable) now, acknowledged after the flusher's next WAL sync.
@@ -595,7 +598,7 @@ where
             .write(batch)
             .map_err(|error| write_failed("append log entries", error))?;
         // Readable from memory from now on, like from RocksDB.
-        self.reader.recent.appended(entries);
+        self.reader.recent.appended(written);
         fail::fail_point!("log-append-after");
         // Chaos builds only, `LICENSED_BROKEN=skip-flush-wal`: acknowledge at once, without
         // the WAL fsync above (`flush_wal(true)` on the flusher thread), which is the only
