@@ -95,8 +95,7 @@ impl<C: RaftTypeConfig> RecentEntries<C> {
                 cached.bytes = 0;
             }
             while !cached.entries.is_empty()
-                && (cached.entries.len() == self.capacity
-                    || cached.bytes + size > self.max_bytes)
+                && (cached.entries.len() == self.capacity || cached.bytes + size > self.max_bytes)
             {
                 cached.pop_front();
             }
@@ -240,11 +239,17 @@ mod tests {
     fn large_entries_push_old_ones_out_by_size() {
         let cache = RecentEntries::<TestConfig>::new(100, 1000);
         cache.appended((1..=5).map(|i| (entry(i), 100)));
-        assert_eq!(indexes(cache.get(1, Bound::Unbounded)), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(
+            indexes(cache.get(1, Bound::Unbounded)),
+            Some(vec![1, 2, 3, 4, 5])
+        );
         // 700 more bytes: 500 + 700 > 1000, so entries 1 and 2 make room.
         cache.appended([(entry(6), 700)]);
         assert_eq!(indexes(cache.get(1, Bound::Unbounded)), None);
-        assert_eq!(indexes(cache.get(3, Bound::Unbounded)), Some(vec![3, 4, 5, 6]));
+        assert_eq!(
+            indexes(cache.get(3, Bound::Unbounded)),
+            Some(vec![3, 4, 5, 6])
+        );
         // An entry larger than the whole budget is still kept, alone.
         cache.appended([(entry(7), 5000)]);
         assert_eq!(indexes(cache.get(6, Bound::Unbounded)), None);
