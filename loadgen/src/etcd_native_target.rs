@@ -15,15 +15,11 @@ use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, KvClient, Txn, TxnOp};
 use rand::rngs::StdRng;
-use rand::Rng;
 
-use super::etcd_target::{borrow_record, EtcdOp, KEY_PREFIX};
+use super::etcd_target::{borrow_record, ClientKeys, EtcdOp, KEY_PREFIX};
 use super::mix::Mix;
 use super::outcome::{ErrorCode, Failure};
 use super::target::{timed, Step, Target, TargetError, Worker};
-
-/// Keys a client remembers for `range`; older ones are forgotten.
-const WRITTEN_LIMIT: usize = 1024;
 
 /// Why the native etcd target could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +150,7 @@ impl Target for EtcdNativeTarget {
         let connection = (index / endpoints) % connections.len();
         Ok(EtcdNativeWorker {
             kv: self.clients[index % endpoints][connection].clone(),
-            key_prefix: format!("{KEY_PREFIX}{}/{index}/", self.run_id),
-            next_key: 0,
-            written: Vec::new(),
+            keys: ClientKeys::new(&self.run_id, index),
             mix: self.mix.clone(),
         })
     }
@@ -165,10 +159,7 @@ impl Target for EtcdNativeTarget {
 /// One client of etcd over gRPC.
 pub struct EtcdNativeWorker {
     kv: KvClient,
-    key_prefix: String,
-    next_key: u64,
-    /// Keys this client wrote, for `range`.
-    written: Vec<String>,
+    keys: ClientKeys,
     mix: Arc<Mix<EtcdOp>>,
 }
 
@@ -177,7 +168,7 @@ impl Worker for EtcdNativeWorker {
         match self.mix.pick(rng) {
             EtcdOp::Put => self.put(rng, steps).await,
             EtcdOp::Cas => {
-                let key = self.fresh_key();
+                let key = self.keys.fresh();
                 let txn = Txn::new()
                     .when([Compare::version(key.as_str(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(key.as_str(), borrow_record(rng), None)]);
@@ -195,15 +186,14 @@ impl Worker for EtcdNativeWorker {
                 })
                 .await;
                 if created.is_some() {
-                    self.remember(key, rng);
+                    self.keys.remember(key, rng);
                 }
             }
             EtcdOp::Range => {
-                if self.written.is_empty() {
+                if self.keys.any_written(rng).is_none() {
                     self.put(rng, steps).await;
                 }
-                if !self.written.is_empty() {
-                    let key = self.written[rng.gen_range(0..self.written.len())].clone();
+                if let Some(key) = self.keys.any_written(rng).map(str::to_string) {
                     let kv = &mut self.kv;
                     timed("range", steps, async {
                         let answer = kv.get(key.as_str(), None).await.map_err(failure)?;
@@ -224,21 +214,8 @@ impl Worker for EtcdNativeWorker {
 }
 
 impl EtcdNativeWorker {
-    fn fresh_key(&mut self) -> String {
-        self.next_key += 1;
-        format!("{}{}", self.key_prefix, self.next_key)
-    }
-
-    fn remember(&mut self, key: String, rng: &mut StdRng) {
-        if self.written.len() >= WRITTEN_LIMIT {
-            self.written
-                .swap_remove(rng.gen_range(0..self.written.len()));
-        }
-        self.written.push(key);
-    }
-
     async fn put(&mut self, rng: &mut StdRng, steps: &mut Vec<Step>) {
-        let key = self.fresh_key();
+        let key = self.keys.fresh();
         let value = borrow_record(rng);
         let kv = &mut self.kv;
         let written = timed("put", steps, async {
@@ -249,7 +226,7 @@ impl EtcdNativeWorker {
         })
         .await;
         if written.is_some() {
-            self.remember(key, rng);
+            self.keys.remember(key, rng);
         }
     }
 }

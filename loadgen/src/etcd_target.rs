@@ -32,6 +32,49 @@ use licensed::client::normalize_server_url;
 
 /// Keys a client remembers for `range`; older ones are forgotten.
 const WRITTEN_LIMIT: usize = 1024;
+
+/// The keys one etcd client writes (fresh ones under its own prefix) and the last
+/// [`WRITTEN_LIMIT`] it wrote, for `range`. Shared by the gateway and gRPC targets.
+#[derive(Debug)]
+pub struct ClientKeys {
+    prefix: String,
+    next: u64,
+    written: Vec<String>,
+}
+
+impl ClientKeys {
+    /// The keys of client `index` in run `run_id`.
+    pub fn new(run_id: &str, index: usize) -> ClientKeys {
+        ClientKeys {
+            prefix: format!("{KEY_PREFIX}{run_id}/{index}/"),
+            next: 0,
+            written: Vec::new(),
+        }
+    }
+
+    /// A key this client has not used yet.
+    pub fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("{}{}", self.prefix, self.next)
+    }
+
+    /// Remembers a key written, forgetting a random older one beyond the limit.
+    pub fn remember(&mut self, key: String, rng: &mut StdRng) {
+        if self.written.len() >= WRITTEN_LIMIT {
+            self.written
+                .swap_remove(rng.gen_range(0..self.written.len()));
+        }
+        self.written.push(key);
+    }
+
+    /// One of the keys written, if any.
+    pub fn any_written(&self, rng: &mut StdRng) -> Option<&str> {
+        if self.written.is_empty() {
+            return None;
+        }
+        Some(&self.written[rng.gen_range(0..self.written.len())])
+    }
+}
 /// Every key the load writes starts with this, so a cluster's bench keys can be found
 /// and deleted with one prefix.
 pub const KEY_PREFIX: &str = "licensed-bench/";
@@ -187,9 +230,7 @@ impl Target for EtcdTarget {
             put_url: format!("{url}/v3/kv/put"),
             txn_url: format!("{url}/v3/kv/txn"),
             range_url: format!("{url}/v3/kv/range"),
-            key_prefix: format!("{KEY_PREFIX}{}/{index}/", self.run_id),
-            next_key: 0,
-            written: Vec::new(),
+            keys: ClientKeys::new(&self.run_id, index),
             mix: self.mix.clone(),
         })
     }
@@ -202,10 +243,7 @@ pub struct EtcdWorker {
     put_url: String,
     txn_url: String,
     range_url: String,
-    key_prefix: String,
-    next_key: u64,
-    /// Keys this client wrote, for `range`.
-    written: Vec<String>,
+    keys: ClientKeys,
     mix: Arc<Mix<EtcdOp>>,
 }
 
@@ -214,7 +252,7 @@ impl Worker for EtcdWorker {
         match self.mix.pick(rng) {
             EtcdOp::Put => self.put(rng, steps).await,
             EtcdOp::Cas => {
-                let key = self.fresh_key();
+                let key = self.keys.fresh();
                 let body = cas_body(&key, &borrow_record(rng));
                 let created = timed("cas", steps, async {
                     let answer = post(&self.http, &self.txn_url, &body).await?;
@@ -232,15 +270,14 @@ impl Worker for EtcdWorker {
                 })
                 .await;
                 if created.is_some() {
-                    self.remember(key, rng);
+                    self.keys.remember(key, rng);
                 }
             }
             EtcdOp::Range => {
-                if self.written.is_empty() {
+                if self.keys.any_written(rng).is_none() {
                     self.put(rng, steps).await;
                 }
-                if !self.written.is_empty() {
-                    let key = &self.written[rng.gen_range(0..self.written.len())];
+                if let Some(key) = self.keys.any_written(rng) {
                     let body = range_body(key);
                     timed("range", steps, async {
                         let answer = post(&self.http, &self.range_url, &body).await?;
@@ -265,28 +302,15 @@ impl Worker for EtcdWorker {
 }
 
 impl EtcdWorker {
-    fn fresh_key(&mut self) -> String {
-        self.next_key += 1;
-        format!("{}{}", self.key_prefix, self.next_key)
-    }
-
-    fn remember(&mut self, key: String, rng: &mut StdRng) {
-        if self.written.len() >= WRITTEN_LIMIT {
-            self.written
-                .swap_remove(rng.gen_range(0..self.written.len()));
-        }
-        self.written.push(key);
-    }
-
     async fn put(&mut self, rng: &mut StdRng, steps: &mut Vec<Step>) {
-        let key = self.fresh_key();
+        let key = self.keys.fresh();
         let body = put_body(&key, &borrow_record(rng));
         let written = timed("put", steps, async {
             post(&self.http, &self.put_url, &body).await.map(drop)
         })
         .await;
         if written.is_some() {
-            self.remember(key, rng);
+            self.keys.remember(key, rng);
         }
     }
 }
@@ -385,13 +409,13 @@ mod tests {
         let mut first = target.worker(0).unwrap();
         let mut second = target.worker(1).unwrap();
         assert_eq!(second.txn_url, "http://127.0.0.1:22379/v3/kv/txn");
-        let keys = [first.fresh_key(), first.fresh_key(), second.fresh_key()];
+        let keys = [first.keys.fresh(), first.keys.fresh(), second.keys.fresh()];
         assert_ne!(keys[0], keys[1]);
         assert_ne!(keys[0], keys[2]);
         assert!(keys.iter().all(|k| k.starts_with(KEY_PREFIX)));
         let other_run =
             EtcdTarget::new(&urls, Mix::single(EtcdOp::Cas), Duration::from_secs(1)).unwrap();
-        assert_ne!(other_run.worker(0).unwrap().fresh_key(), keys[0]);
+        assert_ne!(other_run.worker(0).unwrap().keys.fresh(), keys[0]);
     }
 
     #[test]
