@@ -34,7 +34,7 @@ use licensed::client::normalize_server_url;
 const WRITTEN_LIMIT: usize = 1024;
 
 /// The keys one etcd client writes (fresh ones under its own prefix) and the last
-/// [`WRITTEN_LIMIT`] it wrote, for `range`. Shared by the gateway and gRPC targets.
+/// 1 024 it wrote, for `range`. Shared by the gateway and gRPC targets.
 #[derive(Debug)]
 pub struct ClientKeys {
     prefix: String,
