@@ -227,6 +227,11 @@ pub struct Config {
     /// (MVTec's clients send none); a key that is sent must be valid either way.
     #[arg(long, env = "LICENSED_REQUIRE_API_KEYS")]
     pub require_api_keys: bool,
+
+    /// Do not serve the web console (`/ui`) on the client port. It holds no secret and
+    /// uses only the client API, so turning it off removes pages, not capabilities.
+    #[arg(long, env = "LICENSED_NO_WEB_CONSOLE")]
+    pub no_web_console: bool,
 }
 
 /// `--node-id`: a number, or `from-hostname` (see [`node_id_from_hostname`]).

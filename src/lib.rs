@@ -14,7 +14,8 @@
 //!   index, membership and its admin API, forming and joining.
 //! - [`app`]: the narrow interface the API uses (borrow, read, status) and its caches.
 //! - [`rpc`]: JSON-RPC 2.0 envelope, methods, params, result objects, error codes.
-//! - `server`: the axum router for clients; `metrics`: Prometheus;
+//! - `server`: the axum router for clients; `console`: the web console at `/ui`, its
+//!   assets embedded; `metrics`: Prometheus;
 //!   [`telemetry`]: logging and signals.
 //! - [`transport`]: the accept loop, TLS, limits, and the peer port's credentials.
 //! - [`config`]: flags and environment.
@@ -34,6 +35,7 @@ pub mod broken;
 pub mod client;
 pub mod cluster;
 pub mod config;
+mod console;
 mod metrics;
 pub mod raft;
 pub mod rpc;

@@ -201,13 +201,16 @@ pub async fn run(
     );
     let raft_task = tokio::spawn(raft_server);
 
-    let app = Arc::new(App::new(node.clone(), request_timeout)?);
+    let app = Arc::new(
+        App::new(node.clone(), request_timeout)?.with_admin_token(config.admin_token.clone()),
+    );
     let api = server::router(ApiState {
         app: app.clone(),
         max_body_bytes: config.max_body_bytes,
         shape: setup::json_shape(&config),
         admin_token: config.admin_token.as_deref().map(Arc::from),
         require_api_keys: config.require_api_keys,
+        web_console: !config.no_web_console,
     });
     tracing::info!(api = %addr.api_addr, raft = %addr.raft_addr, "serving; ready once the cluster has a leader and a ledger");
     let startup = tokio::spawn(become_ready(Startup {

@@ -1,5 +1,5 @@
-//! HTTP: the axum router for clients (`/licenses`, health, metrics, public key) and the
-//! serve loop with graceful shutdown.
+//! HTTP: the axum router for clients (`/licenses`, health, metrics, public key, the web
+//! console at `/ui`) and the serve loop with graceful shutdown.
 
 use std::sync::Arc;
 
@@ -36,6 +36,8 @@ pub struct ApiState {
     /// `--require-api-keys`: `/licenses` calls without a valid API key (or the admin
     /// token) are refused.
     pub require_api_keys: bool,
+    /// Serve the web console at `/ui` (off with `--no-web-console`).
+    pub web_console: bool,
 }
 
 impl ApiState {
@@ -82,7 +84,12 @@ impl ApiState {
 
 /// The client-facing router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let console = if state.web_console {
+        crate::console::router()
+    } else {
+        Router::new()
+    };
+    console
         .route("/licenses", post(licenses))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -8,9 +8,11 @@
 //! - `retry`: the one retry loop both writes and reads use.
 //! - `auth`: who is calling (admin token, API key, nobody) and what they may do.
 //! - `keys`: creating, listing and revoking API keys.
+//! - `cluster`: the cluster's status and leadership transfer.
 
 mod administration;
 mod auth;
+mod cluster;
 mod keys;
 mod listing;
 mod reads;
@@ -119,6 +121,9 @@ pub struct App {
     read_index: Batcher<(), (), ReadPoint, ClusterError>,
     /// Why the node is not in a cluster yet, while it forms or joins one.
     starting: Mutex<Option<String>>,
+    /// `--admin-token`: the leader's admin API asks it of a leadership transfer this
+    /// node passes on.
+    admin_token: Option<String>,
 }
 
 impl App {
@@ -142,7 +147,16 @@ impl App {
             listing: Mutex::new(None),
             read_index,
             starting: Mutex::new(None),
+            admin_token: None,
         })
+    }
+
+    /// The same, with this node's `--admin-token` (for changes it passes to the leader).
+    pub fn with_admin_token(self, admin_token: Option<String>) -> App {
+        App {
+            admin_token,
+            ..self
+        }
     }
 
     /// Records why the node is not in a cluster yet (`None` once it is), for `/readyz`.

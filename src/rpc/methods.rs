@@ -20,7 +20,7 @@ use super::params::{Params, MAX_USER_INFO_CHARS};
 const MAX_KEY_CHARS: usize = 128;
 
 /// Every method this endpoint answers.
-pub const METHODS: [&str; 19] = [
+pub const METHODS: [&str; 22] = [
     "ListLicensesV1",
     "BorrowLicenseV1",
     "GetBorrowedLicenseV1",
@@ -40,6 +40,9 @@ pub const METHODS: [&str; 19] = [
     "ListAuditV1",
     "ListBorrowsV1",
     "CheckLicenseV1",
+    "WhoAmIV1",
+    "GetClusterStatusV1",
+    "TransferLeadershipV1",
 ];
 
 /// Longest `requestId` accepted.
@@ -93,6 +96,7 @@ pub async fn call(
         "CreateApiKeyV1" => super::keys::create(app, who, Params::new(method, params)?).await,
         "ListApiKeysV1" => super::keys::list(app, who, Params::new(method, params)?).await,
         "RevokeApiKeyV1" => super::keys::revoke(app, who, Params::new(method, params)?).await,
+        "WhoAmIV1" => super::console::who_am_i(app, who, caller.keys_required),
         _ => call_administration(app, who, method, params).await,
     }
 }
@@ -119,6 +123,8 @@ async fn call_administration(
         "ListAuditV1" => admin::list_audit(app, who, params()?).await,
         "ListBorrowsV1" => admin::list_borrows(app, who, params()?).await,
         "CheckLicenseV1" => admin::check_license(app, who, params()?).await,
+        "GetClusterStatusV1" => super::console::cluster_status(app, who, params()?).await,
+        "TransferLeadershipV1" => super::console::transfer_leadership(app, who, params()?).await,
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!(

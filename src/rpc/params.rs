@@ -129,6 +129,18 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// A required whole number (no sign, no fraction).
+    pub fn required_u64(&self, name: &str) -> Result<u64, RpcError> {
+        match self.required_raw(name)? {
+            Value::Number(n) => n.as_u64().ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "parameter {name:?} must be a whole number of 0 or more, got {n}"
+                ))
+            }),
+            other => Err(wrong_type(name, "a number", other)),
+        }
+    }
+
     /// An optional whole number in `range`.
     pub fn optional_u64_in(
         &self,

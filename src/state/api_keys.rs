@@ -106,6 +106,12 @@ impl Access<'static> {
     pub const READ_AUDIT: Access<'static> = Access::to(Scope::Admin, "reading the audit trail");
     /// `ListHostsV1`.
     pub const READ_HOSTS: Access<'static> = Access::to(Scope::Read, "listing hosts");
+    /// `GetClusterStatusV1`.
+    pub const READ_CLUSTER: Access<'static> =
+        Access::to(Scope::Read, "reading the cluster's status");
+    /// `TransferLeadershipV1`.
+    pub const ADMINISTER_CLUSTER: Access<'static> =
+        Access::to(Scope::Admin, "handing leadership over");
 }
 
 impl<'a> Access<'a> {

@@ -80,6 +80,9 @@ pub enum MembershipError {
         /// The bound.
         secs: u64,
     },
+    /// Leadership can only go to a voter.
+    #[error("node {0} is not a voter of this cluster: leadership can only go to a voter")]
+    NotAVoter(NodeId),
     /// Leadership did not reach the requested node.
     #[error("leadership did not move to {to}: {reason}")]
     TransferFailed {

@@ -1,5 +1,6 @@
 //! The admin API on the node-to-node port (`/cluster/admin/...`): `status`, `add`,
-//! `remove`, `transfer-leader` and `admit`. One file per operation; the messages are in
+//! `remove`, `transfer-leader` and `admit`. One file per operation (`for_clients` offers
+//! the status and a leadership transfer to the client API); the messages are in
 //! [`messages`], the client (used by `licensectl`, by joining nodes and by followers
 //! passing a change to the leader) in [`client`].
 //!
@@ -10,6 +11,7 @@ pub mod client;
 pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+mod for_clients;
 pub mod messages;
 mod remove;
 mod status;
@@ -37,6 +39,7 @@ use crate::transport::peer::PeerDialer;
 
 pub use client::{AdminClient, AdminError};
 pub use error::MembershipError;
+pub use for_clients::{cluster_views, transfer_leadership, ClusterViews};
 pub use messages::*;
 pub use status::status;
 pub use transfer::step_down;
@@ -70,6 +73,18 @@ struct AdminState {
 }
 
 impl AdminState {
+    /// The admin API of `node`; changes need `token` when it is set.
+    fn new(node: &Node, token: Option<String>) -> AdminState {
+        AdminState {
+            raft: node.raft.clone(),
+            token,
+            routes: node.routes.clone(),
+            identity: node.identity.clone(),
+            snapshots: node.snapshots.clone(),
+            dialer: node.dialer.clone(),
+        }
+    }
+
     /// The refusal of a change without the admin token (when one is configured).
     fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         let token = self.token.as_ref()?;
@@ -115,14 +130,7 @@ pub fn router(node: &Node, admin_token: Option<String>) -> Router {
         &format!("{FAILPOINTS_PATH}/{{name}}"),
         axum::routing::put(failpoints::arm).delete(failpoints::clear),
     );
-    router.with_state(AdminState {
-        raft: node.raft.clone(),
-        token: admin_token,
-        routes: node.routes.clone(),
-        identity: node.identity.clone(),
-        snapshots: node.snapshots.clone(),
-        dialer: node.dialer.clone(),
-    })
+    router.with_state(AdminState::new(node, admin_token))
 }
 
 /// Admits this node's data dir into a cluster: from the node creating the cluster, or
@@ -201,7 +209,8 @@ async fn transfer_route(
     .await
 }
 
-/// Runs `op` here when this node leads, else passes the request to the leader.
+/// Runs `op` here when this node leads, else passes the request to the leader; the
+/// answer carries the outcome. Refused without the admin token (when one is configured).
 async fn on_leader<Req, F, Fut>(
     state: &AdminState,
     headers: &HeaderMap,
@@ -217,8 +226,24 @@ where
     if let Some(refusal) = state.refusal(headers) {
         return refusal;
     }
+    AdminAnswer::from_result(run_on_leader(state, path, request, op).await).into_response()
+}
+
+/// Runs `op` here when this node leads, else sends `request` to the leader's `path`
+/// (with this node's admin token and peer credentials).
+async fn run_on_leader<Req, F, Fut>(
+    state: &AdminState,
+    path: &str,
+    request: Req,
+    op: F,
+) -> Result<String, MembershipError>
+where
+    Req: Serialize,
+    F: FnOnce(Raft, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<String, MembershipError>>,
+{
     let raft = &state.raft;
-    let answer = match wait_for_leader(raft).await {
+    match wait_for_leader(raft).await {
         Some((leader, _)) if leader == metrics_of(raft).id => op(raft.clone(), request).await,
         Some((leader, addr)) => {
             let leader_addr = state.routes.resolve(leader, &addr.raft_addr);
@@ -234,8 +259,7 @@ where
             })
         }
         None => Err(ClusterError::NotLeader { leader: None }.into()),
-    };
-    AdminAnswer::from_result(answer).into_response()
+    }
 }
 
 /// The leader this node knows, waiting up to [`LEADER_WAIT`] for one while an election

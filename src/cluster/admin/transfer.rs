@@ -12,6 +12,9 @@ pub(super) async fn transfer_on_leader(
     raft: &Raft,
     request: &TransferRequest,
 ) -> Result<String, MembershipError> {
+    if metrics_of(raft).current_leader == Some(request.to) {
+        return Ok(format!("node {} leads already", request.to));
+    }
     raft.trigger()
         .transfer_leader(request.to)
         .await
