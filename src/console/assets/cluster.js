@@ -4,9 +4,14 @@
 import { rpc } from './api.js';
 import { el, renderIfChanged, patchCells, table, tableWrap, fmtNum, confirmAndRun } from './ui.js';
 
+// A member's addresses as the membership holds them: `{raft_addr, api_addr}`.
 function address(addr) {
-  if (addr && typeof addr === 'object' && typeof addr.raftAddr === 'string') return addr.raftAddr;
   if (typeof addr === 'string') return addr;
+  if (addr && typeof addr === 'object') {
+    const raft = addr.raft_addr ?? addr.raftAddr;
+    const api = addr.api_addr ?? addr.apiAddr;
+    if (typeof raft === 'string') return api ? `peer ${raft} · client ${api}` : `peer ${raft}`;
+  }
   return JSON.stringify(addr);
 }
 
