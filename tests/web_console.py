@@ -22,7 +22,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -98,16 +99,36 @@ class Console:
     def one(self, css, what=None):
         return self.wait(what or css, lambda: (self.find(css) or [None])[0])
 
+    def texts(self, css):
+        """The rendered text of every match, read in one step: the page re-renders
+        while it polls, so an element found first and read later may be gone."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])]"
+            ".map((e) => e.innerText.trim());", css)
+
     def text(self, css):
-        found = self.find(css)
-        return found[0].text if found else ""
+        found = self.texts(css)
+        return found[0] if found else ""
+
+    def click(self, css, what=None):
+        """Clicks the first match, finding it again if a re-render replaced it."""
+        def attempt():
+            found = self.find(css)
+            if not found:
+                return False
+            try:
+                found[0].click()
+                return True
+            except (StaleElementReferenceException, ElementClickInterceptedException):
+                return False
+        self.wait(what or f"to click {css}", attempt)
 
     def open(self, route):
         self.driver.get(CONSOLE_NODE + "/ui" + route)
 
     def go(self, page):
         """Follows the navigation link to `page` and waits for its first data."""
-        self.one(f'nav a[href="#/{page}"]').click()
+        self.click(f'nav a[href="#/{page}"]')
         self.loaded(page)
 
     def loaded(self, page):
@@ -117,14 +138,14 @@ class Console:
         field = self.one("#login-token", "the login form")
         field.clear()
         field.send_keys(token)
-        self.one("#login-submit").click()
+        self.click("#login-submit")
         if refused:
             return self.wait("the login refusal", lambda: self.text("#login-error") or None)
         self.one("#logout", "being logged in")
         return self.text("#whoami")
 
     def logout(self):
-        self.one("#logout").click()
+        self.click("#logout")
         self.one("#login-token", "the login form after logging out")
 
     def confirm(self, reason=None):
@@ -133,7 +154,7 @@ class Console:
             field = self.one("#dialog-reason")
             field.clear()
             field.send_keys(reason)
-        self.one("#confirm-ok").click()
+        self.click("#confirm-ok")
 
     def outcome(self, kind):
         """Waits for the status region to report `kind` (`ok` or `error`); its text."""
@@ -218,6 +239,7 @@ def run(ui, licenses, console_id):
     ui.one(f'[data-license="{HALCON}"] [data-now]', "the now marker")
     seats_before = ui.text(f'[data-license="{HALCON}"] [data-seats]')
     ui.shot("licenses")
+    check_controls(ui, "licenses")
 
     step("a borrow made through another node appears on the timeline")
     host = "MAC:0A1B2C3D4E5F"
@@ -240,7 +262,7 @@ def run(ui, licenses, console_id):
 
     step("return it from the console")
     ui.clear_outcome()
-    ui.one('#borrow-detail button[data-admin-action="return"]').click()
+    ui.click('#borrow-detail button[data-admin-action="return"]')
     ui.confirm()
     ui.outcome("ok")
     got = result(OTHER_NODE, "ListBorrowsV1", {"hostId": host})["borrows"]
@@ -251,7 +273,7 @@ def run(ui, licenses, console_id):
     field = ui.one("#filter-host")
     field.clear()
     field.send_keys(host)
-    ui.one("#filter-apply").click()
+    ui.click("#filter-apply")
     ui.wait("the returned borrow in the search",
             lambda: ui.text(f'tr[data-borrow-id="{borrow_id}"] [data-status]') == "returned")
     ui.shot("borrows")
@@ -265,9 +287,9 @@ def run(ui, licenses, console_id):
     field = ui.one("#audit-borrow")
     field.clear()
     field.send_keys(borrow_id)
-    ui.one("#audit-apply").click()
+    ui.click("#audit-apply")
     ui.wait("the return's audit entry",
-            lambda: any(cell.text == "return" for cell in ui.find("tr[data-seq] [data-kind]")))
+            lambda: "return" in ui.texts("tr[data-seq] [data-kind]"))
     ui.shot("audit")
 
     step("block the host; its next borrow is refused")
@@ -275,7 +297,7 @@ def run(ui, licenses, console_id):
     row = f'tr[data-host-id="{host}"]'
     ui.one(row)
     ui.clear_outcome()
-    ui.one(f'{row} button[data-admin-action="block"]').click()
+    ui.click(f'{row} button[data-admin-action="block"]')
     ui.confirm(reason="reported stolen")
     ui.outcome("ok")
     ui.wait("the host shown blocked", lambda: ui.text(f"{row} [data-blocked]") == "yes")
@@ -285,6 +307,14 @@ def run(ui, licenses, console_id):
         "validUntil": iso(timedelta(hours=1))})
     assert refused.get("error", {}).get("code") == 36, refused
     assert "blocked" in refused["error"]["data"]["reason"], refused
+    ui.go("audit")
+    for field, value in [("#audit-borrow", ""), ("#audit-host", host)]:
+        box = ui.one(field)
+        box.clear()
+        box.send_keys(value)
+    ui.click("#audit-apply")
+    ui.wait("the refusal in the audit trail",
+            lambda: "refusal" in ui.texts("tr[data-seq] [data-kind]"))
 
     step("cluster: every member and its role; hand leadership over")
     ui.go("cluster")
@@ -296,7 +326,7 @@ def run(ui, licenses, console_id):
     ui.shot("cluster")
     target = next(m["id"] for m in members if m["id"] != leader and m["voter"])
     ui.clear_outcome()
-    ui.one(f'button[data-admin-action="transfer"][data-to="{target}"]').click()
+    ui.click(f'button[data-admin-action="transfer"][data-to="{target}"]')
     ui.confirm()
     ui.outcome("ok")
     ui.wait("the new leader's row", lambda: ui.text(
@@ -309,7 +339,7 @@ def run(ui, licenses, console_id):
     key_id = ADMIN_KEY.split("_")[1]
     result(OTHER_NODE, "RevokeApiKeyV1", {"keyId": key_id})
     ui.clear_outcome()
-    ui.one(f'{row} button[data-admin-action="unblock"]').click()
+    ui.click(f'{row} button[data-admin-action="unblock"]')
     ui.confirm()
     refusal = ui.outcome("error")
     assert "38" in refusal and "revoked" in refusal, refusal
@@ -326,6 +356,7 @@ def run(ui, licenses, console_id):
         time.sleep(0.5)  # a poll's rendering, too
         actions = ui.find("[data-admin-action]")
         assert not actions, f"{page}: {[a.get_attribute('data-admin-action') for a in actions]}"
+        check_controls(ui, page)
     ui.shot("read-only")
 
     step("a phone-sized window")
@@ -334,6 +365,24 @@ def run(ui, licenses, console_id):
     ui.shot("phone-licenses")
     ui.go("overview")
     ui.shot("phone-overview")
+
+
+def check_controls(ui, page):
+    """Every field has a label, and everything clickable is a button or a link (so the
+    keyboard reaches it)."""
+    unlabelled = ui.driver.execute_script("""
+        return [...document.querySelectorAll('input, select, textarea')]
+          .filter((f) => f.type !== 'hidden' && !f.closest('dialog:not([open])'))
+          .filter((f) => !(f.labels && f.labels.length) && !f.getAttribute('aria-label')
+                         && !f.getAttribute('aria-labelledby'))
+          .map((f) => f.id || f.name || f.outerHTML.slice(0, 80));""")
+    assert not unlabelled, f"{page}: fields without a label: {unlabelled}"
+    unreachable = ui.driver.execute_script("""
+        return [...document.querySelectorAll('[data-borrow-id], [data-admin-action]')]
+          .filter((e) => !e.matches('tr'))
+          .filter((e) => !e.matches('a[href], button, [tabindex]'))
+          .map((e) => e.outerHTML.slice(0, 80));""")
+    assert not unreachable, f"{page}: controls the keyboard cannot reach: {unreachable}"
 
 
 def check_origins(ui):
