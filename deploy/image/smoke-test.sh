@@ -7,8 +7,9 @@
 #      sample pool, as PID 1 of its own PID namespace with /proc mounted when `unshare`
 #      allows it (as in a container), wait for its ready line, call ListLicensesV1 with
 #      curl from outside over loopback and compare the answer with the pool, run
-#      `licensectl list` in the image against it, check /readyz and that the data dir
-#      belongs to 65532,
+#      `licensectl list` in the image against it, check /readyz, that the web console
+#      (/ui) is served with its Content-Security-Policy, and that the data dir belongs
+#      to 65532,
 #   4. stop it with SIGTERM and check it exits 0.
 # Removes everything it made; exits non-zero on any failure; prints timings.
 #
@@ -223,6 +224,13 @@ env -i "${run_as[@]}" /usr/local/bin/licensectl --server "$url" list >"$work/lis
 [ "$(grep -c MVTec_ "$work/list")" = "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(len(p["licenses"] if isinstance(p, dict) else p))' deploy/sample-pool.json)" ] \
   || die "licensectl list printed: $(cat "$work/list")"
 step "licensectl list in the image (uid $UID_GID): $(grep -c MVTec_ "$work/list") licenses; /readyz 200"
+curl -sS --max-time 10 -D "$work/ui.headers" -o "$work/ui.html" "$url/ui" || die "/ui: curl failed"
+grep -qi "^content-security-policy: default-src 'self'" "$work/ui.headers" \
+  || die "/ui has no same-origin Content-Security-Policy: $(cat "$work/ui.headers")"
+grep -q '/ui/assets/app.js' "$work/ui.html" || die "/ui is not the console page"
+code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$url/ui/assets/app.js") || die "app.js: curl failed"
+[ "$code" = 200 ] || die "/ui/assets/app.js answered $code"
+step "web console: /ui and its script served, same-origin Content-Security-Policy"
 rss=$(awk '/^VmRSS:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$server/status")
 t_checked=$(now)
 
