@@ -42,33 +42,24 @@ pub fn who_am_i(
     principal: &Principal,
     keys_required: bool,
 ) -> Result<RpcResult, RpcError> {
+    let unnamed = |credential, scope| Identity {
+        credential,
+        key_id: None,
+        name: None,
+        scope,
+        features: None,
+        keys_required,
+        node: app.node_id(),
+    };
     let identity = match principal {
-        Principal::Anonymous => Identity {
-            credential: "none",
-            key_id: None,
-            name: None,
-            scope: Scope::Borrow,
-            features: None,
-            keys_required: false,
-            node: app.node_id(),
-        },
-        Principal::Admin => Identity {
-            credential: "admin-token",
-            key_id: None,
-            name: None,
-            scope: Scope::Admin,
-            features: None,
-            keys_required,
-            node: app.node_id(),
-        },
+        // Anonymous callers exist only where keys are not required.
+        Principal::Anonymous => unnamed("none", Scope::Borrow),
+        Principal::Admin => unnamed("admin-token", Scope::Admin),
         Principal::Key(record) => Identity {
-            credential: "api-key",
             key_id: Some(record.id.to_string()),
             name: Some(record.name.clone()),
-            scope: record.scope,
             features: record.features.clone(),
-            keys_required,
-            node: app.node_id(),
+            ..unnamed("api-key", record.scope)
         },
     };
     to_json(identity)
