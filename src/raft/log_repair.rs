@@ -133,13 +133,7 @@ mod tests {
     use super::*;
     use crate::raft::log_store::{encode, open_db};
 
-    openraft::declare_raft_types!(
-        TestConfig:
-            D = String,
-            R = (),
-    );
-
-    type Entry = openraft::alias::EntryOf<TestConfig>;
+    use crate::raft::test_types::{Entry, TestConfig};
 
     fn put_entry(db: &DB, term: u64, index: u64) {
         let entry = Entry::new_normal(log_id::<TestConfig>(term, 1, index), format!("e{index}"));

@@ -655,13 +655,7 @@ mod tests {
 
     use super::*;
 
-    openraft::declare_raft_types!(
-        TestConfig:
-            D = String,
-            R = (),
-    );
-
-    type Entry = openraft::alias::EntryOf<TestConfig>;
+    use crate::raft::test_types::{Entry, TestConfig};
     type Vote = VoteOf<TestConfig>;
 
     fn entry(term: u64, index: u64) -> Entry {

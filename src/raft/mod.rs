@@ -15,6 +15,8 @@ pub(crate) mod peer_api;
 pub(crate) mod recent_entries;
 pub mod routes;
 pub mod state_machine;
+#[cfg(test)]
+pub(crate) mod test_types;
 
 pub use identity::IdentityError;
 pub use node::NodeError;

@@ -165,13 +165,7 @@ mod tests {
 
     use super::*;
 
-    openraft::declare_raft_types!(
-        TestConfig:
-            D = String,
-            R = (),
-    );
-
-    type Entry = openraft::alias::EntryOf<TestConfig>;
+    use crate::raft::test_types::{Entry, TestConfig};
 
     fn entry(index: u64) -> Entry {
         Entry::new_normal(log_id::<TestConfig>(1, 1, index), format!("entry {index}"))
