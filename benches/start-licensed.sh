@@ -34,6 +34,8 @@ stop_cluster() {
         pid=$(cat "$pidfile")
         if [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q licensed; then
             kill "$pid" || true
+            # Wait for it to let go of its ports, so a cluster started next can bind them.
+            for _ in $(seq 100); do [[ -e "/proc/$pid" ]] || break; sleep 0.1; done
         fi
         rm -f "$pidfile"
     done

@@ -138,6 +138,8 @@ pub use crate::rpc::objects::{
 /// inner HTTP client pools connections.
 pub struct RpcClient {
     base_url: String,
+    /// The JSON-RPC endpoint, parsed once: every call posts to it.
+    endpoint: reqwest::Url,
     http: reqwest::Client,
     next_id: AtomicU64,
     /// Sent as `Authorization: Bearer ...` with every call, when set; wins over the key.
@@ -177,8 +179,16 @@ impl RpcClient {
         server: &str,
         http: reqwest::Client,
     ) -> Result<RpcClient, RpcCallError> {
+        let base_url = normalize_server_url(server)?;
+        let endpoint = reqwest::Url::parse(&format!("{base_url}{RPC_PATH}")).map_err(|e| {
+            RpcCallError::BadUrl {
+                url: server.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(RpcClient {
-            base_url: normalize_server_url(server)?,
+            base_url,
+            endpoint,
             http,
             next_id: AtomicU64::new(1),
             admin_token: None,
@@ -207,12 +217,12 @@ impl RpcClient {
 
     /// The JSON-RPC endpoint.
     pub fn rpc_url(&self) -> String {
-        format!("{}{RPC_PATH}", self.base_url)
+        self.endpoint.to_string()
     }
 
     /// Calls `method` with `params` and returns the `result` member.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
-        let (url, body, id) = self.post_request(method, params).await?;
+        let (url, body, id) = self.post_request(method, &params).await?;
         parse_response(&url, &body, id)
     }
 
@@ -223,20 +233,32 @@ impl RpcClient {
         method: &str,
         params: Value,
     ) -> Result<Box<serde_json::value::RawValue>, RpcCallError> {
-        let (url, body, id) = self.post_request(method, params).await?;
+        let (url, body, id) = self.post_request(method, &params).await?;
         parse_response_raw(&url, &body, id)
     }
 
     /// Sends one request; returns the URL, the body of an HTTP 200 answer and the id.
-    async fn post_request(
+    async fn post_request<P: Serialize>(
         &self,
         method: &str,
-        params: Value,
+        params: &P,
     ) -> Result<(String, Vec<u8>, u64), RpcCallError> {
+        #[derive(Serialize)]
+        struct Request<'a, P> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: &'a P,
+            id: u64,
+        }
         let url = self.rpc_url();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let mut post = self.http.post(&url).json(&request);
+        let request = Request {
+            jsonrpc: "2.0",
+            method,
+            params,
+            id,
+        };
+        let mut post = self.http.post(self.endpoint.clone()).json(&request);
         if let Some(bearer) = self.admin_token.as_ref().or(self.api_key.as_ref()) {
             post = post.bearer_auth(bearer);
         }
@@ -254,8 +276,20 @@ impl RpcClient {
         method: &str,
         params: Value,
     ) -> Result<T, RpcCallError> {
-        let result = self.call(method, params).await?;
-        decode_result(&self.rpc_url(), method, result)
+        self.call_typed(method, &params).await
+    }
+
+    /// Calls `method` with typed `params` and decodes its result as `T` straight from the
+    /// answer's text, without a JSON tree in between.
+    async fn call_typed<P: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<T, RpcCallError> {
+        let (url, body, id) = self.post_request(method, params).await?;
+        let result = parse_response_raw(&url, &body, id)?;
+        serde_json::from_str(result.get())
+            .map_err(|e| invalid(&url, format!("unexpected {method} result: {e}")))
     }
 
     /// `ListLicensesV1`.
@@ -268,7 +302,7 @@ impl RpcClient {
         &self,
         params: &BorrowParams,
     ) -> Result<BorrowedLicense, RpcCallError> {
-        self.call_as("BorrowLicenseV1", params_value(params)).await
+        self.call_typed("BorrowLicenseV1", params).await
     }
 
     /// `GetBorrowedLicenseV1`.
@@ -276,7 +310,12 @@ impl RpcClient {
         &self,
         borrow_id: &str,
     ) -> Result<BorrowedLicense, RpcCallError> {
-        self.call_as("GetBorrowedLicenseV1", json!({ "borrowId": borrow_id }))
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params<'a> {
+            borrow_id: &'a str,
+        }
+        self.call_typed("GetBorrowedLicenseV1", &Params { borrow_id })
             .await
     }
 
@@ -380,11 +419,6 @@ pub fn decode_result<T: DeserializeOwned>(
 ) -> Result<T, RpcCallError> {
     serde_json::from_value(value)
         .map_err(|e| invalid(url, format!("unexpected {what} result: {e}")))
-}
-
-fn params_value<P: Serialize>(params: &P) -> Value {
-    // Plain structs of strings always serialise; `null` would only make the server say -32602.
-    serde_json::to_value(params).unwrap_or(Value::Null)
 }
 
 async fn read_ok_body(url: &str, response: reqwest::Response) -> Result<Vec<u8>, RpcCallError> {
@@ -634,7 +668,7 @@ mod tests {
             request_id: None,
         };
         assert_eq!(
-            params_value(&params),
+            serde_json::to_value(&params).unwrap(),
             json!({"feature": "MVTec_HALCON", "uuid": "u", "hostId": "MAC:2C549188C9E3", "validUntil": "2025-12-01"})
         );
     }

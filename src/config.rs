@@ -232,6 +232,14 @@ pub struct Config {
     /// uses only the client API, so turning it off removes pages, not capabilities.
     #[arg(long, env = "LICENSED_NO_WEB_CONSOLE")]
     pub no_web_console: bool,
+
+    /// Threads that serve requests and run Raft. Default: one per CPU this process may
+    /// use (affinity and cgroup quota count). Fewer where several nodes share a machine's
+    /// cores: each thread of a node that has nothing to do parks and is woken again, and
+    /// that wake-up costs CPU the other nodes could use. RocksDB's and the fsync threads
+    /// are apart from these.
+    #[arg(long, env = "LICENSED_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 /// `--node-id`: a number, or `from-hostname` (see [`node_id_from_hostname`]).

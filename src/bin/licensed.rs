@@ -6,9 +6,24 @@ use clap::Parser;
 use licensed::config::Config;
 use licensed::{run, Listeners};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(serve(config)),
+        Err(e) => {
+            eprintln!("licensed: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the node the flags describe until it is told to stop.
+async fn serve(config: Config) -> ExitCode {
     // Held to the end: dropping it flushes the spans still queued for export.
     let _trace_export = licensed::telemetry::init(&config.log_format, config.node_id);
     // Chaos builds only: crash points from the FAILPOINTS environment variable.

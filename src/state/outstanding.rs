@@ -48,9 +48,21 @@ impl Outstanding {
             return;
         }
         if self.ends.insert((record.valid_until, record.borrow_id)) {
-            let counts = self.licenses.entry(record.key.clone()).or_default();
-            counts.total += 1;
-            *counts.per_host.entry(record.host_id.clone()).or_default() += 1;
+            // Keys are copied only when first counted: a license is nearly always
+            // counted already, and a host often.
+            if !self.licenses.contains_key(&record.key) {
+                self.licenses
+                    .insert(record.key.clone(), LicenseCounts::default());
+            }
+            if let Some(counts) = self.licenses.get_mut(&record.key) {
+                counts.total += 1;
+                match counts.per_host.get_mut(&record.host_id) {
+                    Some(count) => *count += 1,
+                    None => {
+                        counts.per_host.insert(record.host_id.clone(), 1);
+                    }
+                }
+            }
         }
     }
 
