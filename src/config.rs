@@ -330,6 +330,23 @@ mod tests {
     }
 
     #[test]
+    fn worker_threads_default_to_the_runtime_choice_and_refuse_zero() {
+        let parse = |extra: &[&str]| {
+            Config::try_parse_from(["licensed"].iter().chain(extra).copied())
+                .map(|config| config.worker_threads)
+        };
+        assert_eq!(parse(&[]).expect("defaults parse"), None);
+        assert_eq!(parse(&["--worker-threads", "3"]).expect("3"), Some(3));
+        for bad in ["0", "1025", "two"] {
+            let error = parse(&["--worker-threads", bad]).expect_err(bad);
+            assert!(
+                error.to_string().contains("--worker-threads"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn anything_else_is_refused_with_the_accepted_forms() {
         for bad in [":", ":port", ":70000", "22022", "host", ""] {
             let error = parse_listen_addr(bad).expect_err(bad);
