@@ -27,6 +27,8 @@
 
 // A dependency for its features only (see Cargo.toml): one RocksDB build for every target.
 use libc as _;
+// The server binary's allocator (src/bin/licensed.rs).
+use mimalloc as _;
 
 pub mod app;
 pub mod borrow;

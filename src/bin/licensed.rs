@@ -6,6 +6,10 @@ use clap::Parser;
 use licensed::config::Config;
 use licensed::{run, Listeners};
 
+/// See the `mimalloc` entry of Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = Config::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
