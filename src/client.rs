@@ -222,8 +222,8 @@ impl RpcClient {
 
     /// Calls `method` with `params` and returns the `result` member.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
-        let (url, body, id) = self.post_request(method, &params).await?;
-        parse_response(&url, &body, id)
+        let (body, id) = self.post_request(method, &params).await?;
+        parse_response(self.endpoint.as_str(), &body, id)
     }
 
     /// Calls `method` and returns its result as JSON text, checked but not decoded: for
@@ -233,16 +233,16 @@ impl RpcClient {
         method: &str,
         params: Value,
     ) -> Result<Box<serde_json::value::RawValue>, RpcCallError> {
-        let (url, body, id) = self.post_request(method, &params).await?;
-        parse_response_raw(&url, &body, id)
+        let (body, id) = self.post_request(method, &params).await?;
+        parse_response_raw(self.endpoint.as_str(), &body, id)
     }
 
-    /// Sends one request; returns the URL, the body of an HTTP 200 answer and the id.
+    /// Sends one request; returns the body of an HTTP 200 answer and the request's id.
     async fn post_request<P: Serialize>(
         &self,
         method: &str,
         params: &P,
-    ) -> Result<(String, Vec<u8>, u64), RpcCallError> {
+    ) -> Result<(Vec<u8>, u64), RpcCallError> {
         #[derive(Serialize)]
         struct Request<'a, P> {
             jsonrpc: &'static str,
@@ -250,7 +250,7 @@ impl RpcClient {
             params: &'a P,
             id: u64,
         }
-        let url = self.rpc_url();
+        let url = self.endpoint.as_str();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Request {
             jsonrpc: "2.0",
@@ -263,11 +263,11 @@ impl RpcClient {
             post = post.bearer_auth(bearer);
         }
         let response = post.send().await.map_err(|error| RpcCallError::Transport {
-            url: url.clone(),
+            url: url.to_string(),
             error,
         })?;
-        let body = read_ok_body(&url, response).await?;
-        Ok((url, body, id))
+        let body = read_ok_body(url, response).await?;
+        Ok((body, id))
     }
 
     /// Calls `method` and decodes its result as `T`.
@@ -286,10 +286,11 @@ impl RpcClient {
         method: &str,
         params: &P,
     ) -> Result<T, RpcCallError> {
-        let (url, body, id) = self.post_request(method, params).await?;
-        let result = parse_response_raw(&url, &body, id)?;
+        let url = self.endpoint.as_str();
+        let (body, id) = self.post_request(method, params).await?;
+        let result = parse_response_raw(url, &body, id)?;
         serde_json::from_str(result.get())
-            .map_err(|e| invalid(&url, format!("unexpected {method} result: {e}")))
+            .map_err(|e| invalid(url, format!("unexpected {method} result: {e}")))
     }
 
     /// `ListLicensesV1`.
