@@ -166,17 +166,9 @@ impl Cluster {
         self.spawn_node(i)
     }
 
-    /// SIGSTOP node `i`, returning once it is stopped (at most 5 s).
+    /// SIGSTOP node `i`, returning once it is stopped (see [`NodeProcess::sigstop`]).
     pub fn pause(&mut self, i: usize) {
         let _ = self.nodes[i].sigstop();
-        // The signal is asynchronous: on a loaded machine the node can still answer a
-        // message sent right after it. Return once the kernel says it is stopped.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while self.nodes[i].proc_state().is_some_and(|state| state != 'T')
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
     }
 
     /// SIGCONT node `i`.

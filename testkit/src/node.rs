@@ -476,7 +476,8 @@ impl NodeProcess {
     }
 
     /// Freezes the node (SIGSTOP): it keeps its sockets and its peers' connections but
-    /// answers nothing, like a node stuck in a long GC pause or a paused VM.
+    /// answers nothing, like a node stuck in a long GC pause or a paused VM. Returns once
+    /// the kernel says it is stopped (see [`Process::sigstop`](crate::process::Process::sigstop)).
     pub fn sigstop(&mut self) -> Result<(), Error> {
         self.process.sigstop()
     }

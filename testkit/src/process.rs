@@ -243,10 +243,18 @@ impl Process {
     }
 
     /// Freezes the process (SIGSTOP): it keeps its sockets and its peers' connections but
-    /// answers nothing, like a process stuck in a long GC pause or a paused VM.
+    /// answers nothing, like a process stuck in a long GC pause or a paused VM. Returns
+    /// once the kernel says it is stopped (at most 5 s): the signal is asynchronous, and on
+    /// a loaded machine the process could still answer a message sent right after it.
     pub fn sigstop(&mut self) -> Result<(), Error> {
         self.signal(libc::SIGSTOP)?;
         self.stopped = true;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.proc_state().is_some_and(|state| state != 'T')
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         Ok(())
     }
 
