@@ -9,7 +9,7 @@
 //! libfaketime (`apt-get install faketime`) for the clock skews; `.ci/run` provides both.
 
 use licensed_chaos::nemesis::FaultKind;
-use licensed_chaos::run::{run, RunConfig};
+use licensed_chaos::run::{run, RunConfig, RunReport};
 use licensed_testkit::licensed_binary;
 
 /// One cluster at a time: two runs side by side on a small machine would slow each
@@ -38,6 +38,13 @@ async fn the_short_profile_injects_every_fault_kind_and_passes_every_check() {
     let report = run(config(dir.path(), FaultKind::all(), seed))
         .await
         .expect("the run completes");
+    // What failed comes first: a log shortened in the middle still shows it.
+    let failed = what_failed(&report);
+    if !report.passed {
+        println!("{failed}");
+        // Keep the history, logs and data dirs of a failed run for `chaos check`.
+        println!("kept for inspection: {}", dir.keep().display());
+    }
     println!("{report}");
     for kind in FaultKind::all() {
         assert!(
@@ -50,7 +57,32 @@ async fn the_short_profile_injects_every_fault_kind_and_passes_every_check() {
         );
     }
     assert!(report.check.summary.acknowledged_borrows > 100, "{report}");
-    assert!(report.passed, "violations (seed {seed}):\n{report}");
+    assert!(report.passed, "{failed}(full report above)");
+}
+
+/// Each check's verdict, every violation and every ineffective fault, in a few lines.
+fn what_failed(report: &RunReport) -> String {
+    let check = &report.check;
+    let mut text = format!(
+        "chaos run FAILED (seed {}): safety {}, durability {}, linearizability {}, answers {}, clock {}, liveness {}\n",
+        report.seed,
+        check.safety.verdict(),
+        check.durability.verdict(),
+        check.linearizability.verdict(),
+        check.answers.verdict(),
+        check.clock.verdict(),
+        check.liveness.verdict(),
+    );
+    for violation in check.violations() {
+        text.push_str(&format!("  violation: {violation}\n"));
+    }
+    for warning in check.warnings.iter().chain(&check.linearizability.warnings) {
+        text.push_str(&format!("  warning: {warning}\n"));
+    }
+    for reason in &report.ineffective {
+        text.push_str(&format!("  ineffective: {reason}\n"));
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

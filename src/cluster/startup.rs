@@ -25,6 +25,12 @@ const STARTUP_RETRY: Duration = Duration::from_secs(1);
 /// How often a node reads its `--pool` file again to apply a changed one (a Kubernetes
 /// ConfigMap changes in place).
 pub const POOL_FILE_POLL: Duration = Duration::from_secs(10);
+/// How soon a node tries its `--pool` file again while it has not yet compared the file
+/// with the cluster's pool (not yet a member, or no leader yet). Prompt, because until
+/// that first comparison the node cannot tell its unchanged file from a changed one: had
+/// another node applied a different file meanwhile, this node's first comparison would
+/// take its own, older file for the newest intent and apply it.
+const POOL_FILE_FIRST_READ_RETRY: Duration = Duration::from_millis(250);
 /// How long one wait for a leader lasts before the node says again why it waits.
 const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// What `licensed` prints on stdout once it serves clients: tests and scripts read the
@@ -258,6 +264,8 @@ async fn load_pool(
 /// the file changes or the node restarts.
 async fn declare_pool(app: Arc<App>, node: Node, path: PathBuf) {
     let mut last_text: Option<String> = None;
+    // Whether the file as this node started with it has been compared with the cluster's.
+    let mut compared_once = false;
     loop {
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(text) => Some(text),
@@ -265,6 +273,8 @@ async fn declare_pool(app: Arc<App>, node: Node, path: PathBuf) {
                 if last_text.is_some() {
                     tracing::error!(path = %path.display(), error = %e, "cannot read the pool file; the pool stays as it is");
                 }
+                // Nothing to compare: a file that appears later is a change.
+                compared_once = true;
                 None
             }
         };
@@ -272,9 +282,15 @@ async fn declare_pool(app: Arc<App>, node: Node, path: PathBuf) {
             let bootstrapped = node.ledger.read().is_bootstrapped();
             if bootstrapped && declare_once(&app, &path, &text).await {
                 last_text = Some(text);
+                compared_once = true;
             }
         }
-        tokio::time::sleep(POOL_FILE_POLL).await;
+        let pause = if compared_once {
+            POOL_FILE_POLL
+        } else {
+            POOL_FILE_FIRST_READ_RETRY
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
