@@ -99,12 +99,25 @@ impl ClockBook {
         self.max_offset_ms
     }
 
-    /// Records an answer from `peer` carrying its clock `peer_ms`, to a request sent at
-    /// `sent_ms` and answered at `received_ms` (both our wall clock).
-    pub fn observe_answer(&self, peer: NodeId, peer_ms: i64, sent_ms: i64, received_ms: i64) {
-        let midpoint = sent_ms + (received_ms - sent_ms) / 2;
-        let error = ((received_ms - sent_ms) / 2).max(0);
-        self.record(peer, peer_ms - midpoint, error, received_ms);
+    /// Records an answer from `peer` carrying its clock `peer_ms`, received at
+    /// `received_ms` (our wall clock) after `round_trip` (monotonic). The round trip is
+    /// measured on the monotonic clock: had our wall clock stepped while the request was
+    /// out, a wall-clock round trip would be as long as the step, and the error bound it
+    /// widens would let a clock off by that step pass as agreeing.
+    pub fn observe_answer(
+        &self,
+        peer: NodeId,
+        peer_ms: i64,
+        round_trip: Duration,
+        received_ms: i64,
+    ) {
+        let half_ms = (round_trip.as_millis() / 2).min(i64::MAX as u128) as i64;
+        self.record(
+            peer,
+            peer_ms - (received_ms - half_ms),
+            half_ms,
+            received_ms,
+        );
     }
 
     /// Records a request from `peer` carrying its clock `peer_ms`, received at
@@ -260,6 +273,11 @@ fn number_header(request: &Request, name: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// The round trip of a request sent at `sent_ms` and answered at `received_ms`.
+    fn rtt(sent_ms: i64, received_ms: i64) -> Duration {
+        Duration::from_millis((received_ms - sent_ms).max(0) as u64)
+    }
+
     fn voters(ids: &[NodeId]) -> BTreeSet<NodeId> {
         ids.iter().copied().collect()
     }
@@ -269,8 +287,8 @@ mod tests {
         let book = ClockBook::new(Duration::from_secs(1));
         let now = wall_ms();
         // Both followers answer with clocks an hour behind ours.
-        book.observe_answer(2, now - 3_600_000, now, now + 2);
-        book.observe_answer(3, now - 3_600_000, now, now + 2);
+        book.observe_answer(2, now - 3_600_000, rtt(now, now + 2), now + 2);
+        book.observe_answer(3, now - 3_600_000, rtt(now, now + 2), now + 2);
         let refusal = book.may_stamp(1, &voters(&[1, 2, 3])).unwrap_err();
         assert!(refusal.contains("-3600.0 s"), "{refusal}");
     }
@@ -279,8 +297,8 @@ mod tests {
     fn one_skewed_follower_does_not_stop_a_good_leader() {
         let book = ClockBook::new(Duration::from_secs(1));
         let now = wall_ms();
-        book.observe_answer(2, now + 10, now, now + 4);
-        book.observe_answer(3, now - 3_600_000, now, now + 4);
+        book.observe_answer(2, now + 10, rtt(now, now + 4), now + 4);
+        book.observe_answer(3, now - 3_600_000, rtt(now, now + 4), now + 4);
         assert!(book.may_stamp(1, &voters(&[1, 2, 3])).is_ok());
         // Five voters: the leader and one agreeing follower are not a quorum.
         assert!(book.may_stamp(1, &voters(&[1, 2, 3, 4, 5])).is_err());
@@ -293,9 +311,9 @@ mod tests {
         let book = ClockBook::new(Duration::from_millis(100));
         let now = wall_ms();
         // 150 ms off, but the answer took 200 ms: within 100 + 100.
-        book.observe_answer(2, now + 50, now - 200, now);
+        book.observe_answer(2, now + 50, rtt(now - 200, now), now);
         assert!(book.agrees_with_leader(2).is_ok());
-        book.observe_answer(2, now + 5_000, now - 200, now);
+        book.observe_answer(2, now + 5_000, rtt(now - 200, now), now);
         assert!(book.agrees_with_leader(2).is_err());
     }
 
@@ -306,23 +324,36 @@ mod tests {
         // Both peers agreed with our clock when it read ten minutes earlier than now; it
         // has since jumped ten minutes ahead (no monotonic time passed in between).
         let before_jump = now - 600_000;
-        book.observe_answer(2, before_jump, before_jump, before_jump);
+        book.observe_answer(2, before_jump, rtt(before_jump, before_jump), before_jump);
         book.observe_request(3, before_jump, before_jump);
         let refusal = book.may_stamp(1, &voters(&[1, 2, 3])).unwrap_err();
         assert!(refusal.contains("peer 2: -600.0 s"), "{refusal}");
         assert!(refusal.contains("peer 3: -600.0 s"), "{refusal}");
         // A sample taken at the clock as it reads now agrees again.
-        book.observe_answer(2, now, now, now);
+        book.observe_answer(2, now, rtt(now, now), now);
         assert!(book.may_stamp(1, &voters(&[1, 2, 3])).is_ok());
+    }
+
+    #[test]
+    fn our_clock_stepping_during_a_request_does_not_widen_the_bound() {
+        let book = ClockBook::new(Duration::from_secs(1));
+        let now = wall_ms();
+        // Sent when our clock read ten minutes earlier; it jumped ten minutes ahead while
+        // the request was out (2 ms of real time). The peer's clock is the unstepped one.
+        let sent = now - 600_000;
+        book.observe_answer(2, sent + 1, Duration::from_millis(2), now);
+        book.observe_answer(3, sent + 1, Duration::from_millis(2), now);
+        let refusal = book.may_stamp(1, &voters(&[1, 2, 3])).unwrap_err();
+        assert!(refusal.contains("peer 2: -600.0 s"), "{refusal}");
     }
 
     #[test]
     fn the_successor_has_the_most_typical_clock() {
         let book = ClockBook::new(Duration::from_secs(1));
         let now = wall_ms();
-        book.observe_answer(2, now - 3_600_000, now, now);
-        book.observe_answer(3, now - 3_600_100, now, now);
-        book.observe_answer(4, now - 10, now, now);
+        book.observe_answer(2, now - 3_600_000, rtt(now, now), now);
+        book.observe_answer(3, now - 3_600_100, rtt(now, now), now);
+        book.observe_answer(4, now - 10, rtt(now, now), now);
         assert_eq!(book.successor(1, &voters(&[1, 2, 3, 4])), Some(2));
         assert_eq!(book.successor(1, &voters(&[1])), None);
     }

@@ -263,6 +263,7 @@ impl PeerClient {
         let url = format!("{}{}", self.base_url, path);
         let transport = |e: reqwest::Error| self.transport_error(e, action, timeout);
         let sent_ms = clock::wall_ms();
+        let sent = std::time::Instant::now();
         let mut request = self
             .client
             .post(&url)
@@ -284,7 +285,7 @@ impl PeerClient {
             .and_then(|text| text.parse::<i64>().ok());
         if let Some(peer_ms) = peer_ms {
             self.clocks
-                .observe_answer(self.target, peer_ms, sent_ms, clock::wall_ms());
+                .observe_answer(self.target, peer_ms, sent.elapsed(), clock::wall_ms());
         }
         let status = response.status();
         if !status.is_success() {
