@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use licensed::cluster::admin::AdminClient;
-use licensed_testkit::{licensed_binary, NodeProcess, NodeSpec, SAMPLE_POOL};
+use licensed_testkit::{licensed_binary, Cluster, NodeProcess, NodeSpec, SAMPLE_POOL};
 use serde_json::json;
 
 const TOKEN: &str = "failpoint-test-token";
@@ -123,6 +123,63 @@ async fn a_crash_point_armed_over_http_ends_the_process_there_and_the_log_names_
         log.contains("failpoint apply-before panic"),
         "the log does not name the point:\n{log}"
     );
+}
+
+/// A leader that crashes inside an addition, after the learner step and before the voter
+/// step, leaves a learner no other node would promote; the new node notices it is a
+/// learner, asks again, and the next leader makes it a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_addition_the_leader_crashed_in_still_becomes_a_voter() {
+    chaos_binary();
+    let mut cluster = Cluster::start(3, SAMPLE_POOL, &[]).await;
+    let leader = cluster.leader().await;
+    cluster.nodes[leader]
+        .arm_failpoint("add-before-voter", "panic")
+        .await
+        .expect("arm add-before-voter");
+    let via = (leader + 1) % 3;
+    // Joins through a follower, which passes the addition to the leader; returns once the
+    // new node announces readiness.
+    let added = cluster.add_node(via).await;
+    let added_id = cluster.nodes[added].id();
+    assert!(
+        !cluster.nodes[leader].is_running(),
+        "the leader did not crash in the addition"
+    );
+    // Aborted by the crash point's panic (the cluster's nodes log to the test's stderr).
+    use std::os::unix::process::ExitStatusExt;
+    let exit = cluster.nodes[leader].last_exit().expect("an exit status");
+    assert_eq!(exit.signal(), Some(libc_sigabrt()), "{exit:?}");
+    cluster.restart(leader).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster.status(via).await;
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        let voters: Vec<u64> = members
+            .iter()
+            .filter(|m| m["voter"] == json!(true))
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
+        if members.len() == 4 && voters.contains(&added_id) && voters.len() == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {added_id} did not become a voter: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The cluster of four takes a borrow through the new node.
+    let answer = cluster
+        .call(
+            added,
+            "BorrowLicenseV1",
+            json!({"feature": "MVTec_HALCON", "uuid": "halcon-3",
+                   "hostId": "MAC:2C549188C9E3", "validUntil": null}),
+        )
+        .await;
+    assert!(answer["result"]["borrowId"].is_string(), "{answer}");
 }
 
 /// SIGABRT: the panic hook of chaos builds aborts.

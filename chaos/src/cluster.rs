@@ -373,14 +373,14 @@ impl ChaosCluster {
             .find(|id| !self.nodes.contains_key(id))
     }
 
-    /// Starts a node under a free id that joins the running cluster (`--join`), and
-    /// waits until it is a voter. An id that was a member before comes back on a wiped
-    /// data dir.
-    pub async fn add_node(&mut self) -> anyhow::Result<u64> {
+    /// Starts a node under a free id that joins the running cluster (`--join`) through a
+    /// member other than `avoid` (the leader about to crash, say), and waits until it is
+    /// a voter. An id that was a member before comes back on a wiped data dir.
+    pub async fn add_node(&mut self, avoid: Option<u64>) -> anyhow::Result<u64> {
         let id = self
             .free_id()
             .ok_or_else(|| anyhow!("every spare id is a member"))?;
-        let via = self.via(None).await?;
+        let via = self.via(avoid).await?;
         let join = self.node(via)?.raft_addr();
         let spec = self
             .specs

@@ -816,7 +816,7 @@ impl Nemesis<'_> {
     /// Adds a member and removes another (not one of `keep`); returns (added, removed)
     /// and verifies both in the leader's membership.
     async fn change_membership(&mut self, keep: &[u64]) -> anyhow::Result<(u64, u64)> {
-        let added = self.cluster.add_node().await?;
+        let added = self.cluster.add_node(None).await?;
         let mut keep = keep.to_vec();
         keep.push(added);
         // Rather one of `keep` (a node cut off, say) than nothing: a partitioned member
@@ -1075,6 +1075,9 @@ impl Nemesis<'_> {
                 .await?;
             return Ok(Hit::node(id).note(note));
         }
+        if point == "add-before-voter" {
+            return self.crash_in_addition(point, start, label).await;
+        }
         let id = self.leader().await?;
         self.injected(label, &name(id), start);
         let log_from = log_len(self.cluster, id);
@@ -1085,6 +1088,40 @@ impl Nemesis<'_> {
         } else {
             "the crash point did not fire"
         }))
+    }
+
+    /// Crashes the leader inside a node's addition, between its learner and its voter
+    /// step: the new node must still end a voter (it asks again while it is a learner).
+    /// Then removes a follower, so the cluster keeps its size.
+    async fn crash_in_addition(
+        &mut self,
+        point: &'static str,
+        start: u64,
+        label: &str,
+    ) -> anyhow::Result<Hit> {
+        let id = self.leader().await?;
+        self.injected(label, &name(id), start);
+        let log_from = log_len(self.cluster, id);
+        self.cluster.node(id)?.arm_failpoint(point, "panic").await?;
+        // Joins through another member and waits until the node is a voter there.
+        let added = self.cluster.add_node(Some(id)).await;
+        let fired = self.wait_crash(id, point, log_from).await?;
+        let added = added?;
+        let removed = match self.removable_follower(&[added, id]).await {
+            Ok(removed) => removed,
+            Err(_) => self.removable_follower(&[added]).await?,
+        };
+        self.cluster.remove_node(removed).await?;
+        Ok(Hit {
+            target: format!("{} (+{} -{})", name(id), name(added), name(removed)),
+            nodes: vec![id, added],
+            note: if fired {
+                "the leader crashed between the learner and the voter step; the new node became a voter"
+            } else {
+                "the crash point did not fire"
+            }
+            .into(),
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admin::{AdminClient, MembershipError};
-use super::formation;
+use super::formation::{self, Standing};
 use crate::app::App;
 use crate::borrow::document::LicenseSigner;
 use crate::borrow::license::DEFAULT_MAX_BORROW_SECS;
@@ -31,6 +31,8 @@ pub const POOL_FILE_POLL: Duration = Duration::from_secs(10);
 /// another node applied a different file meanwhile, this node's first comparison would
 /// take its own, older file for the newest intent and apply it.
 const POOL_FILE_FIRST_READ_RETRY: Duration = Duration::from_millis(250);
+/// How often a running node checks that it was not left a learner.
+const LEARNER_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long one wait for a leader lasts before the node says again why it waits.
 const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// What `licensed` prints on stdout once it serves clients: tests and scripts read the
@@ -127,6 +129,14 @@ pub async fn become_ready(startup: Startup) {
     if let Some(path) = pool_path {
         tokio::spawn(declare_pool(app.clone(), node.clone(), path));
     }
+    if !matches!(membership, Membership::Single) {
+        tokio::spawn(stay_a_voter(
+            node.clone(),
+            addr.clone(),
+            membership,
+            admin_token.clone(),
+        ));
+    }
     let ready_line = if api_tls {
         READY_LINE_PREFIX_TLS
     } else {
@@ -153,37 +163,67 @@ async fn form_or_rejoin(
         tracing::info!(members = peers.len(), "created a new cluster");
     }
     // Admitted is not yet a member: a leader admits a joining data dir before it adds it,
-    // and the addition can still fail (another change in progress, a leader change), so
-    // ask again until this node has the cluster's membership.
-    let member = node.identity.get().admitted
-        && node
-            .raft
-            .is_initialized()
-            .await
-            .map_err(MembershipError::raft)?;
-    if !member {
-        match formation::find_cluster(node, peers).await? {
-            Some(target) => join(node, &target, addr, admin_token).await?,
-            None => return Err(MembershipError::NotAdmitted(node.id)),
-        }
+    // and the addition can still fail (another change in progress, a leader change, after
+    // the learner step and before the voter step), so ask again until this node is a
+    // voter.
+    if formation::standing(node).await?.must_ask_to_be_added() {
+        ask_peers_to_add(node, addr, peers, admin_token).await?;
     }
     Ok(peers.keys().next() == Some(&node.id))
 }
 
-/// Asks a member of a running cluster to add this node (a no-op once it belongs to a
-/// cluster). One attempt; the caller retries.
+/// Asks the first running member of `peers` to add this node.
+async fn ask_peers_to_add(
+    node: &Node,
+    addr: &NodeAddr,
+    peers: &BTreeMap<NodeId, String>,
+    admin_token: Option<&str>,
+) -> Result<(), MembershipError> {
+    match formation::find_cluster(node, peers).await? {
+        Some(target) => join(node, &target, addr, admin_token).await,
+        None => Err(MembershipError::NotAdmitted(node.id)),
+    }
+}
+
+/// While the node runs, makes sure it is not left a learner: an addition cut short
+/// between its learner and voter steps is noticed here even when the learner learns of
+/// its own membership only after it announced readiness. A removed node stays out.
+async fn stay_a_voter(
+    node: Node,
+    addr: NodeAddr,
+    membership: Membership,
+    admin_token: Option<String>,
+) {
+    loop {
+        tokio::time::sleep(LEARNER_CHECK_EVERY).await;
+        if !matches!(formation::standing(&node).await, Ok(Standing::Learner)) {
+            continue;
+        }
+        tracing::warn!(
+            node = node.id,
+            "this node is a learner: its addition did not finish; asking again to be made a voter"
+        );
+        let token = admin_token.as_deref();
+        let asked = match &membership {
+            Membership::Peers(peers) => ask_peers_to_add(&node, &addr, peers, token).await,
+            Membership::Join(target) => join(&node, target, &addr, token).await,
+            Membership::Single => Ok(()),
+        };
+        if let Err(e) = asked {
+            tracing::warn!(error = %e, "cannot be made a voter yet; retrying");
+        }
+    }
+}
+
+/// Asks a member of a running cluster to add this node (a no-op once it is a voter or
+/// was removed). One attempt; the caller retries.
 async fn join(
     node: &Node,
     target: &str,
     addr: &NodeAddr,
     admin_token: Option<&str>,
 ) -> Result<(), MembershipError> {
-    let initialized = node
-        .raft
-        .is_initialized()
-        .await
-        .map_err(MembershipError::raft)?;
-    if initialized && node.identity.get().admitted {
+    if !formation::standing(node).await?.must_ask_to_be_added() {
         return Ok(());
     }
     let joined = async {

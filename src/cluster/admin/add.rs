@@ -52,15 +52,19 @@ pub(super) async fn add_on_leader(
             ours: cluster_id,
         });
     }
-    let is_member = metrics_of(raft)
-        .membership_config
-        .membership()
-        .get_node(&request.id)
-        .is_some();
-    if is_member && info.admitted {
-        return Ok(format!("node {} is already a member", request.id));
+    let metrics = metrics_of(raft);
+    let membership = metrics.membership_config.membership();
+    let is_member = membership.get_node(&request.id).is_some();
+    let is_voter = membership.voter_ids().any(|voter| voter == request.id);
+    if is_voter && info.admitted {
+        return Ok(format!("node {} is already a voter", request.id));
     }
-    if is_member {
+    if is_member && info.admitted {
+        // A learner left by an addition cut short between its two steps (the leader
+        // restarted, say): finish it below. `add_learner` changes nothing for a learner
+        // and waits for it to catch up.
+        tracing::info!(node = request.id, "node is a learner; making it a voter");
+    } else if is_member {
         // The id is a member, but this data dir is not the one that was: an empty data
         // dir (lost disk or volume). It must not count as the old voter, whose log it
         // lacks: remove the old incarnation first (this needs a quorum of the others).
@@ -99,6 +103,8 @@ pub(super) async fn add_on_leader(
         raft.add_learner(request.id, info.addr, true),
     )
     .await?;
+    // Chaos builds: the leader can crash here, leaving a learner nobody else would promote.
+    fail::fail_point!("add-before-voter");
     change(
         raft,
         ChangeMembers::AddVoterIds(BTreeSet::from([request.id])),

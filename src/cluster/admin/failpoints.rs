@@ -23,6 +23,7 @@ pub const KNOWN: &[&str] = &[
     "snapshot-build",
     "snapshot-install-before-persist",
     "snapshot-install-after-persist",
+    "add-before-voter",
 ];
 
 fn unknown(name: &str) -> Response {
