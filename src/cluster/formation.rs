@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use openraft::Membership;
-
 use super::admin::{AdminClient, MembershipError};
 use super::forward::ClusterClient;
 use crate::raft::node::Node;
-use crate::raft::{metrics_of, NodeAddr, NodeId};
+use crate::raft::{NodeAddr, NodeId};
 
 /// Pause between probes of a peer that is not up yet.
 const PEER_PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -59,65 +57,6 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, PeersError> {
         return Err(PeersError::Empty);
     }
     Ok(peers)
-}
-
-/// Where a node stands in its cluster, as its own data dir tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// Not admitted, or admitted without any membership yet: new, back on an empty data
-    /// dir, or admitted by a leader that has not added it yet.
-    Outside,
-    /// A learner. No operator keeps a learner: an addition ends with the voter step, so a
-    /// learner is an addition still under way or one cut short between its two steps (the
-    /// leader restarted, say), which nobody else would finish.
-    Learner,
-    /// A voter.
-    Voter,
-    /// Admitted, with a membership that does not name it: removed by an operator, and it
-    /// stays out.
-    Removed,
-}
-
-impl Standing {
-    /// Reads the standing of node `id` from its own state.
-    pub fn of(
-        id: NodeId,
-        admitted: bool,
-        initialized: bool,
-        membership: &Membership<NodeId, NodeAddr>,
-    ) -> Self {
-        if !admitted || !initialized {
-            Standing::Outside
-        } else if membership.voter_ids().any(|voter| voter == id) {
-            Standing::Voter
-        } else if membership.get_node(&id).is_some() {
-            Standing::Learner
-        } else {
-            Standing::Removed
-        }
-    }
-
-    /// Whether the node must ask a member to add it (again): the leader admits it, makes
-    /// it a learner, and makes a learner a voter once it has caught up.
-    pub fn must_ask_to_be_added(self) -> bool {
-        matches!(self, Standing::Outside | Standing::Learner)
-    }
-}
-
-/// The standing of `node` now (its latest membership, committed or not).
-pub async fn standing(node: &Node) -> Result<Standing, MembershipError> {
-    let initialized = node
-        .raft
-        .is_initialized()
-        .await
-        .map_err(MembershipError::raft)?;
-    let metrics = metrics_of(&node.raft);
-    Ok(Standing::of(
-        node.id,
-        node.identity.get().admitted,
-        initialized,
-        metrics.membership_config.membership(),
-    ))
 }
 
 /// Creates a new cluster from `peers` if this node has the lowest id and no peer belongs
@@ -230,61 +169,4 @@ pub async fn find_cluster(
         }
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    fn addr(id: NodeId) -> NodeAddr {
-        NodeAddr {
-            api_addr: format!("127.0.0.1:{}", 22000 + id),
-            raft_addr: format!("127.0.0.1:{}", 23000 + id),
-        }
-    }
-
-    /// Voters 1-3, node 4 a learner.
-    fn membership() -> Membership<NodeId, NodeAddr> {
-        let nodes: BTreeMap<NodeId, NodeAddr> = (1..=4).map(|n| (n, addr(n))).collect();
-        Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes).expect("membership")
-    }
-
-    #[test]
-    fn a_learner_asks_again_to_be_made_a_voter() {
-        let standing = Standing::of(4, true, true, &membership());
-        assert_eq!(standing, Standing::Learner);
-        assert!(standing.must_ask_to_be_added());
-    }
-
-    #[test]
-    fn a_voter_and_a_removed_node_do_not_ask() {
-        let voter = Standing::of(2, true, true, &membership());
-        assert_eq!(voter, Standing::Voter);
-        assert!(!voter.must_ask_to_be_added());
-        let removed = Standing::of(5, true, true, &membership());
-        assert_eq!(removed, Standing::Removed);
-        assert!(!removed.must_ask_to_be_added());
-    }
-
-    #[test]
-    fn a_node_not_admitted_or_without_membership_asks() {
-        for (admitted, initialized) in [(false, false), (false, true), (true, false)] {
-            let standing = Standing::of(2, admitted, initialized, &membership());
-            assert_eq!(standing, Standing::Outside, "{admitted} {initialized}");
-            assert!(standing.must_ask_to_be_added());
-        }
-    }
-
-    #[test]
-    fn a_voter_of_a_joint_configuration_is_a_voter() {
-        let nodes: BTreeMap<NodeId, NodeAddr> = (1..=4).map(|n| (n, addr(n))).collect();
-        let joint = Membership::new(
-            vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2, 3, 4])],
-            nodes,
-        )
-        .expect("joint membership");
-        assert_eq!(Standing::of(4, true, true, &joint), Standing::Voter);
-    }
 }

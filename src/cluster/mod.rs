@@ -5,7 +5,7 @@
 //! - [`admin`]: membership (status, add, remove, transfer-leader, admit), one file per
 //!   operation, its messages and its client.
 //! - [`formation`]: forming a cluster from `--peers`; `startup`: what a node does until
-//!   it is ready.
+//!   it is ready; [`standing`]: whether a node must ask to be added (again).
 //!
 //! `DESIGN.md` beside this file walks a borrow and a read through followers and the
 //! leader.
@@ -14,4 +14,5 @@ pub mod admin;
 pub(crate) mod batcher;
 pub mod formation;
 pub mod forward;
+pub mod standing;
 pub(crate) mod startup;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admin::{AdminClient, MembershipError};
-use super::formation::{self, Standing};
+use super::formation;
+use super::standing::{self, Standing};
 use crate::app::App;
 use crate::borrow::document::LicenseSigner;
 use crate::borrow::license::DEFAULT_MAX_BORROW_SECS;
@@ -31,7 +32,7 @@ pub const POOL_FILE_POLL: Duration = Duration::from_secs(10);
 /// another node applied a different file meanwhile, this node's first comparison would
 /// take its own, older file for the newest intent and apply it.
 const POOL_FILE_FIRST_READ_RETRY: Duration = Duration::from_millis(250);
-/// How often a running node checks that it was not left a learner.
+/// How often a running node checks that it was not left unpromoted.
 const LEARNER_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long one wait for a leader lasts before the node says again why it waits.
 const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
@@ -166,7 +167,7 @@ async fn form_or_rejoin(
     // and the addition can still fail (another change in progress, a leader change, after
     // the learner step and before the voter step), so ask again until this node is a
     // voter.
-    if formation::standing(node).await?.must_ask_to_be_added() {
+    if standing::standing_of(node).await?.must_ask_to_be_added() {
         ask_peers_to_add(node, addr, peers, admin_token).await?;
     }
     Ok(peers.keys().next() == Some(&node.id))
@@ -196,12 +197,12 @@ async fn stay_a_voter(
 ) {
     loop {
         tokio::time::sleep(LEARNER_CHECK_EVERY).await;
-        if !matches!(formation::standing(&node).await, Ok(Standing::Learner)) {
+        if !matches!(standing::standing_of(&node).await, Ok(Standing::Unpromoted)) {
             continue;
         }
         tracing::warn!(
             node = node.id,
-            "this node is a learner: its addition did not finish; asking again to be made a voter"
+            "this node is not yet a voter: its addition did not finish; asking again"
         );
         let token = admin_token.as_deref();
         let asked = match &membership {
@@ -223,7 +224,7 @@ async fn join(
     addr: &NodeAddr,
     admin_token: Option<&str>,
 ) -> Result<(), MembershipError> {
-    if !formation::standing(node).await?.must_ask_to_be_added() {
+    if !standing::standing_of(node).await?.must_ask_to_be_added() {
         return Ok(());
     }
     let joined = async {

@@ -14,6 +14,7 @@ use super::messages::{AddRequest, RemoveRequest};
 use super::remove::remove_on_leader;
 use super::{bounded, change, AdminState, CATCH_UP_TIMEOUT};
 use crate::cluster::forward::ClusterClient;
+use crate::cluster::standing::Standing;
 use crate::raft::metrics_of;
 
 /// Adds the node on this node, the leader.
@@ -55,15 +56,18 @@ pub(super) async fn add_on_leader(
     let metrics = metrics_of(raft);
     let membership = metrics.membership_config.membership();
     let is_member = membership.get_node(&request.id).is_some();
-    let is_voter = membership.voter_ids().any(|voter| voter == request.id);
-    if is_voter && info.admitted {
+    let standing = Standing::of(request.id, info.admitted, true, membership);
+    if standing == Standing::Voter {
         return Ok(format!("node {} is already a voter", request.id));
     }
-    if is_member && info.admitted {
-        // A learner left by an addition cut short between its two steps (the leader
-        // restarted, say): finish it below. `add_learner` changes nothing for a learner
-        // and waits for it to catch up.
-        tracing::info!(node = request.id, "node is a learner; making it a voter");
+    if standing == Standing::Unpromoted {
+        // An addition cut short between its steps (the leader restarted, say): finish it
+        // below. `add_learner` changes nothing for a member and waits for it to catch up;
+        // the voter step also finishes a joint configuration left behind.
+        tracing::info!(
+            node = request.id,
+            "node is not yet a voter; finishing its addition"
+        );
     } else if is_member {
         // The id is a member, but this data dir is not the one that was: an empty data
         // dir (lost disk or volume). It must not count as the old voter, whose log it
