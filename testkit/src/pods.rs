@@ -123,6 +123,13 @@ pub fn pod_ip(ordinal: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 0, host)
 }
 
+/// The MAC address of pod `ordinal`'s interface: locally administered, the last four
+/// bytes its IP address.
+pub fn pod_mac(ordinal: usize) -> String {
+    let [a, b, c, d] = pod_ip(ordinal).octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// A rendered release: the StatefulSet and the Secrets and ConfigMaps its pods read.
 #[derive(Debug, Clone)]
 pub struct Release {
@@ -636,11 +643,16 @@ impl StatefulSet {
         let pid = process.pid().ok_or("the pod exited at once")?;
         wait_for_own_network(pid).await?;
         // The pod's end of a veth pair goes into its network namespace as eth0; this end
-        // joins the bridge.
+        // joins the bridge. Its MAC address follows from its IP address, so a pod that
+        // replaces another under the same address is reached at once: with a fresh MAC,
+        // the harness and the other pods kept sending to the old one for up to a minute
+        // (their neighbour entries stayed "reachable"), which stalled readiness probes.
         let outside = format!("veth{serial}");
         let pid = pid.to_string();
+        let mac = pod_mac(ordinal);
         ip(&[
-            "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &pid,
+            "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "address", &mac,
+            "netns", &pid,
         ])?;
         ip(&["link", "set", &outside, "master", BRIDGE, "up"])?;
         self.pods.insert(
@@ -884,6 +896,13 @@ fn project(dir: &Path, source: &VolumeSource, fs_group: Option<u64>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_mac_address_follows_from_its_ip_address() {
+        assert_eq!(pod_ip(2).to_string(), "10.77.0.12");
+        assert_eq!(pod_mac(2), "02:00:0a:4d:00:0c");
+        assert_ne!(pod_mac(0), pod_mac(1));
+    }
 
     #[test]
     fn expands_defined_variables_only() {
