@@ -33,7 +33,7 @@ pub const POOL_FILE_POLL: Duration = Duration::from_secs(10);
 /// take its own, older file for the newest intent and apply it.
 const POOL_FILE_FIRST_READ_RETRY: Duration = Duration::from_millis(250);
 /// How often a running node checks that it was not left unpromoted.
-const LEARNER_CHECK_EVERY: Duration = Duration::from_secs(5);
+const UNPROMOTED_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long one wait for a leader lasts before the node says again why it waits.
 const READY_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// What `licensed` prints on stdout once it serves clients: tests and scripts read the
@@ -186,8 +186,8 @@ async fn ask_peers_to_add(
     }
 }
 
-/// While the node runs, makes sure it is not left a learner: an addition cut short
-/// between its learner and voter steps is noticed here even when the learner learns of
+/// While the node runs, makes sure it is not left unpromoted ([`Standing::Unpromoted`]):
+/// an addition cut short between its steps is noticed here even when the node learns of
 /// its own membership only after it announced readiness. A removed node stays out.
 async fn stay_a_voter(
     node: Node,
@@ -196,7 +196,7 @@ async fn stay_a_voter(
     admin_token: Option<String>,
 ) {
     loop {
-        tokio::time::sleep(LEARNER_CHECK_EVERY).await;
+        tokio::time::sleep(UNPROMOTED_CHECK_EVERY).await;
         if !matches!(standing::standing_of(&node).await, Ok(Standing::Unpromoted)) {
             continue;
         }
